@@ -1,0 +1,1 @@
+"""Referring-segmentation metrics (issue 3)."""

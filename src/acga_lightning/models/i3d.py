@@ -1,0 +1,1 @@
+"""Placeholder: filled by the video-encoder work (issue 2)."""
