@@ -1,1 +1,199 @@
-"""Work in progress (issue 2)."""
+"""Decoders: attended features to segmentation logits, at one or several resolutions."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from acga_lightning.models.coords import COORD_CHANNELS, coordinate_map
+from acga_lightning.models.init import official_init
+from acga_lightning.models.upsampled_conv import upsampled_conv3x3
+from acga_lightning.registry import DECODERS
+
+
+def upsample(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Bilinear resize (align_corners=False), the one interpolation the decoders use."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class FCNHead(nn.Module):
+    """conv3x3 -> ReLU -> conv3x3 -> ReLU -> conv1x1, on [features, text map, coordinates].
+
+    The text map may come at a lower resolution than the features: it is bilinearly upsampled.
+    With ``factorized_text`` the first convolution's text part is computed by
+    :func:`upsampled_conv3x3` (exactly the same result, far cheaper at 512x512); the weights are
+    the same single convolution either way, so checkpoints do not depend on the switch.
+    """
+
+    def __init__(
+        self,
+        feature_channels: int,
+        text_channels: int,
+        width: int,
+        factorized_text: bool = True,
+    ) -> None:
+        super().__init__()
+        self.feature_channels = feature_channels
+        self.text_channels = text_channels
+        self.factorized_text = factorized_text
+        in_channels = feature_channels + text_channels + COORD_CHANNELS
+        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.classifier = nn.Conv2d(width, 1, 1)
+
+    def first_conv(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = features.shape
+        coords = coordinate_map(h, w, features.device, features.dtype).expand(b, -1, -1, -1)
+        if not self.factorized_text or tuple(text.shape[-2:]) == (h, w):
+            stacked = torch.cat([features, upsample(text, (h, w)), coords], dim=1)
+            return self.conv1(stacked)
+        c_f, c_t = self.feature_channels, self.text_channels
+        weight = self.conv1.weight
+        no_text = torch.cat([weight[:, :c_f], weight[:, c_f + c_t :]], dim=1)
+        out = F.conv2d(torch.cat([features, coords], dim=1), no_text, self.conv1.bias, padding=1)
+        text_part = upsampled_conv3x3(text, weight[:, c_f : c_f + c_t], (h, w))
+        return out + text_part.to(out.dtype)
+
+    def forward(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.first_conv(features, text))  # (B, width, H, W)
+        x = F.relu(self.conv2(x))
+        return self.classifier(x)  # (B, 1, H, W)
+
+
+class UpBlock(nn.Module):
+    """x4 upsampling: ConvTranspose2d(k=8, s=4, p=2) -> ReLU -> conv3x3 -> ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.deconv = nn.ConvTranspose2d(in_channels, out_channels, 8, stride=4, padding=2)
+        self.conv = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv(F.relu(self.deconv(x))))  # (B, C_out, 4H, 4W)
+
+
+def _check_inputs(visual: torch.Tensor, text: torch.Tensor, visual_channels: int) -> None:
+    if visual.ndim != 4 or visual.shape[1] != visual_channels:
+        raise ValueError(f"visual must be (B, {visual_channels}, G, G), got {tuple(visual.shape)}")
+    if text.shape[-2:] != visual.shape[-2:]:
+        raise ValueError(f"text map {tuple(text.shape)} and visual {tuple(visual.shape)} differ")
+
+
+@DECODERS.register("multires")
+class MultiResolutionDecoder(nn.Module):
+    """ACGA's multi-resolution fusion decoder (paper section 3.3): logits at G, 4G and 16G.
+
+    Small: FCN([F_VA, F_TA, C]) at G. Medium and large: x4 up-blocks from F_VA, then
+    FCN([F_M or F_L, bilinear(F_TA), C]). The final logits fuse [up(R_S), up(R_M), R_L] with a
+    3x3 convolution. Returns ``[R_S, R_M, R_L_fused]``.
+    """
+
+    def __init__(
+        self,
+        visual_channels: int = 832,
+        text_channels: int = 300,
+        up_channels: tuple[int, int] = (256, 128),
+        head_widths: tuple[int, int, int] = (256, 128, 64),
+        fusion: bool = True,
+        factorized_text: bool = True,
+    ) -> None:
+        super().__init__()
+        self.visual_channels = visual_channels
+        self.small = FCNHead(visual_channels, text_channels, head_widths[0], factorized_text)
+        self.up_medium = UpBlock(visual_channels, up_channels[0])
+        self.medium = FCNHead(up_channels[0], text_channels, head_widths[1], factorized_text)
+        self.up_large = UpBlock(up_channels[0], up_channels[1])
+        self.large = FCNHead(up_channels[1], text_channels, head_widths[2], factorized_text)
+        self.fusion = nn.Conv2d(3, 1, 3, padding=1) if fusion else None
+        self.apply(official_init)
+
+    def forward(
+        self, visual: torch.Tensor, text: torch.Tensor, sentence: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        _check_inputs(visual, text, self.visual_channels)
+        small = self.small(visual, text)  # (B, 1, G, G)
+        medium_features = self.up_medium(visual)  # (B, 256, 4G, 4G)
+        medium = self.medium(medium_features, text)  # (B, 1, 4G, 4G)
+        large_features = self.up_large(medium_features)  # (B, 128, 16G, 16G)
+        large = self.large(large_features, text)  # (B, 1, 16G, 16G)
+        if self.fusion is not None:
+            size = large.shape[-2:]
+            stacked = torch.cat([upsample(small, size), upsample(medium, size), large], dim=1)
+            large = self.fusion(stacked)  # (B, 1, 16G, 16G)
+        return [small, medium, large]
+
+
+@DECODERS.register("single")
+class SingleResolutionDecoder(nn.Module):
+    """One FCN at the feature grid (the paper's Baseline decoder). Returns ``[R_S]``."""
+
+    def __init__(
+        self, visual_channels: int = 832, text_channels: int = 300, width: int = 256
+    ) -> None:
+        super().__init__()
+        self.visual_channels = visual_channels
+        self.head = FCNHead(visual_channels, text_channels, width)
+        self.apply(official_init)
+
+    def forward(
+        self, visual: torch.Tensor, text: torch.Tensor, sentence: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        _check_inputs(visual, text, self.visual_channels)
+        return [self.head(visual, text)]
+
+
+class DynamicFilter(nn.Module):
+    """A 1x1 filter generated from the sentence (Linear + tanh), applied to a visual map."""
+
+    def __init__(self, text_channels: int, map_channels: int) -> None:
+        super().__init__()
+        self.generator = nn.Linear(text_channels, map_channels)
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, visual_map: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        kernel = torch.tanh(self.generator(sentence))  # (B, C)
+        response = torch.einsum("bchw,bc->bhw", visual_map, kernel)  # (B, H, W)
+        return response[:, None] + self.bias  # (B, 1, H, W)
+
+
+@DECODERS.register("dynamic_filter")
+class DynamicFilterDecoder(nn.Module):
+    """Gavrilyuk et al. (CVPR 2018): sentence-generated 1x1 filters at G, 4G and 16G.
+
+    At each resolution the filter is convolved with [visual features, coordinates]; its response
+    map is a logit map and is also passed, with the features, to the next x4 up-block. The
+    per-pixel text map is not used (pair it with ``attention: none``). Returns 3 logit maps.
+    """
+
+    def __init__(
+        self,
+        visual_channels: int = 832,
+        text_channels: int = 300,
+        up_channels: tuple[int, int] = (256, 128),
+    ) -> None:
+        super().__init__()
+        self.visual_channels = visual_channels
+        widths = (visual_channels, *up_channels)
+        self.filters = nn.ModuleList(
+            DynamicFilter(text_channels, c + COORD_CHANNELS) for c in widths
+        )
+        self.ups = nn.ModuleList(UpBlock(widths[i] + 1, widths[i + 1]) for i in range(2))
+        self.apply(official_init)
+
+    def forward(
+        self, visual: torch.Tensor, text: torch.Tensor, sentence: torch.Tensor
+    ) -> list[torch.Tensor]:
+        _check_inputs(visual, text, self.visual_channels)
+        logits = []
+        features = visual
+        for level, dynamic_filter in enumerate(self.filters):
+            b, _, h, w = features.shape
+            coords = coordinate_map(h, w, features.device, features.dtype).expand(b, -1, -1, -1)
+            response = dynamic_filter(torch.cat([features, coords], dim=1), sentence)
+            logits.append(response)  # (B, 1, H, W)
+            if level < len(self.ups):
+                features = self.ups[level](torch.cat([features, response], dim=1))
+        return logits

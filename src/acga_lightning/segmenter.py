@@ -1,0 +1,225 @@
+"""ACGASegmenter: the LightningModule that wires the registered parts into one model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from acga_lightning.models.attention import AttentionOutput
+from acga_lightning.registry import (
+    ATTENTION,
+    DECODERS,
+    LOSSES,
+    TEXT_ENCODERS,
+    VIDEO_ENCODERS,
+    Spec,
+    spec_to_dict,
+)
+
+SpecArg = str | dict[str, Any]
+
+
+def predict_foreground(
+    probabilities: torch.Tensor, relative_threshold: float = 0.5
+) -> torch.Tensor:
+    """ACGA's inference rule: foreground where p > ``relative_threshold`` x the sample's max p.
+
+    ``probabilities`` (B, H, W) -> bool (B, H, W).
+    """
+    peak = probabilities.flatten(1).amax(dim=1)[:, None, None]  # (B, 1, 1)
+    return probabilities > relative_threshold * peak
+
+
+class ACGASegmenter(pl.LightningModule):
+    """Segments the actor a sentence refers to in a video clip (Wang et al., ICCV 2019).
+
+    Each part is a spec: a registered name or ``{name: ..., <constructor kwargs>}``. With no
+    arguments this is the paper's model: ``i3d`` (frozen through Mixed_4e, Mixed_4f fine-tuned),
+    ``word_cnn``, ``acga`` attention, ``multires`` decoder and ``wbce`` loss, on 16 frames of
+    512 x 512, trained with Adam at 5e-4 and the learning rate divided by 10 after epoch 8.
+    ``acga plugins`` lists every registered part and its arguments.
+
+    Batches follow the sample contract (DESIGN.md section 4): ``frames`` or ``features``,
+    ``words``, ``word_mask``, ``mask``; ``orig_mask`` and ``orig_size`` for scoring.
+    """
+
+    def __init__(
+        self,
+        video_encoder: SpecArg = "i3d",
+        text_encoder: SpecArg = "word_cnn",
+        attention: SpecArg = "acga",
+        decoder: SpecArg = "multires",
+        loss: SpecArg = "wbce",
+        num_frames: int = 16,
+        frame_size: int = 512,
+        word_dim: int = 300,
+        lr: float = 5e-4,
+        weight_decay: float = 0.0,
+        lr_milestones: Sequence[int] = (8,),
+        lr_gamma: float = 0.1,
+        relative_threshold: float = 0.5,
+        resize_policy: str = "cover",
+        metrics_protocol: str = "acga",
+        num_logged_images: int = 4,
+    ) -> None:
+        super().__init__()
+        specs = {
+            "video_encoder": spec_to_dict(video_encoder),
+            "text_encoder": spec_to_dict(text_encoder),
+            "attention": spec_to_dict(attention),
+            "decoder": spec_to_dict(decoder),
+            "loss": spec_to_dict(loss),
+        }
+        if frame_size <= 0 or num_frames <= 0:
+            raise ValueError(
+                f"frame_size and num_frames must be positive, got {frame_size}, {num_frames}"
+            )
+        # The specs are plain data, so the checkpoint alone rebuilds the same model.
+        self.save_hyperparameters()
+        self.video_encoder = VIDEO_ENCODERS.build(
+            specs["video_encoder"], num_frames=num_frames, frame_size=frame_size
+        )
+        self.text_encoder = TEXT_ENCODERS.build(specs["text_encoder"], in_channels=word_dim)
+        channels = {
+            "visual_channels": self.video_encoder.out_channels,
+            "text_channels": self.text_encoder.out_channels,
+        }
+        self.attention = ATTENTION.build(specs["attention"], **channels)
+        self.decoder = DECODERS.build(specs["decoder"], **channels)
+        self.loss = LOSSES.build(specs["loss"])
+        self.val_metrics = self._build_metrics()
+        self.test_metrics = self._build_metrics()
+
+    def _build_metrics(self) -> nn.Module | None:
+        try:
+            from acga_lightning.metrics import ReferringSegmentationMetrics
+        except ImportError:  # pragma: no cover - only while the metrics package is absent
+            return None
+        return ReferringSegmentationMetrics(protocol=self.hparams.metrics_protocol)
+
+    # ----------------------------------------------------------------------------- model
+    def forward(
+        self,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        frames: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+    ) -> dict[str, Any]:
+        """Logits for a batch: ``{"logits": [coarse, ..., (B, 1, S, S)], "attention": ...}``."""
+        if frames is None and features is None:
+            raise ValueError("forward needs frames (B, 3, T, S, S) or cached features")
+        word_mask = word_mask.bool()
+        visual = self.video_encoder(frames=frames, features=features)  # (B, C_v, G, G)
+        text = self.text_encoder(words, word_mask)  # (B, N, D)
+        attended: AttentionOutput = self.attention(visual, text, word_mask)
+        logits = self.decoder(attended.visual, attended.text, attended.sentence)
+        size = (self.hparams.frame_size, self.hparams.frame_size)
+        if tuple(logits[-1].shape[-2:]) != size:
+            final = nn.functional.interpolate(
+                logits[-1], size=size, mode="bilinear", align_corners=False
+            )
+            logits = [*logits, final]
+        return {"logits": logits, "attention": attended}
+
+    def _forward_batch(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        return self(
+            words=batch["words"],
+            word_mask=batch["word_mask"],
+            frames=batch.get("frames"),
+            features=batch.get("features"),
+        )
+
+    @torch.no_grad()
+    def predict_masks(
+        self,
+        logits: torch.Tensor,
+        orig_sizes: Sequence[tuple[int, int]] | None = None,
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Boolean masks from final logits (B, 1, S, S), at each sample's original size.
+
+        The probability map is mapped back to the original frame with the exact inverse of the
+        resize policy, then thresholded at ``relative_threshold`` x its per-sample maximum.
+        Returns the masks and a confidence score per sample (the maximum probability).
+        """
+        probabilities = torch.sigmoid(logits.float())[:, 0]  # (B, S, S)
+        peaks = probabilities.flatten(1).amax(dim=1)  # (B,)
+        if orig_sizes is None:
+            return list(predict_foreground(probabilities, self.hparams.relative_threshold)), peaks
+        from acga_lightning.data.resize import restore_mask
+
+        masks = []
+        for prob, peak, size in zip(probabilities, peaks, orig_sizes, strict=True):
+            restored = restore_mask(prob, tuple(int(s) for s in size), self.hparams.resize_policy)
+            masks.append(restored > self.hparams.relative_threshold * peak)
+        return masks, peaks
+
+    # -------------------------------------------------------------------------- training
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        out = self._forward_batch(batch)
+        loss = self.loss(out["logits"], batch["mask"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["words"].shape[0])
+        return loss
+
+    def _evaluation_step(self, batch: Mapping[str, Any], stage: str) -> dict[str, Any]:
+        out = self._forward_batch(batch)
+        batch_size = batch["words"].shape[0]
+        loss = self.loss(out["logits"], batch["mask"])
+        self.log(f"{stage}/loss", loss, batch_size=batch_size, sync_dist=True)
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        if metrics is not None and "orig_mask" in batch:
+            preds, scores = self.predict_masks(out["logits"][-1], batch["orig_size"])
+            targets = [torch.as_tensor(m, device=self.device).bool() for m in batch["orig_mask"]]
+            sample_ids = batch.get("sample_id")
+            metrics.update(preds, targets, scores=scores, sample_ids=sample_ids)
+        return out
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._evaluation_step(batch, "test")
+
+    def _log_metrics(self, metrics: nn.Module | None, stage: str) -> None:
+        if metrics is None or not getattr(metrics, "update_called", True):
+            return
+        results = metrics.compute()
+        for key, value in results.items():
+            self.log(f"{stage}/{key}", value, sync_dist=False, rank_zero_only=False)
+        metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics, "test")
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
+        out = self._forward_batch(batch)
+        masks, scores = self.predict_masks(out["logits"][-1], batch.get("orig_size"))
+        keys = ("query", "video_id", "frame_idx", "instance_id", "sample_id")
+        return {"masks": masks, "scores": scores, **{k: batch[k] for k in keys if k in batch}}
+
+    # ------------------------------------------------------------------------- optimiser
+    def configure_optimizers(self) -> dict[str, Any]:
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(
+            trainable, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(self.hparams.lr_milestones), gamma=self.hparams.lr_gamma
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
+
+
+def build_part(kind: str, spec: Spec, **injected: Any) -> Any:
+    """Build one part outside a segmenter (notebooks, benchmarks)."""
+    from acga_lightning.registry import REGISTRIES
+
+    return REGISTRIES[kind].build(spec, **injected)

@@ -1,0 +1,45 @@
+"""Decoder shapes and the coordinate map, at paper settings and small sizes."""
+
+import pytest
+import torch
+
+from acga_lightning.models.coords import coordinate_map
+from acga_lightning.registry import DECODERS
+
+
+def test_coordinate_map_matches_definition():
+    coords = coordinate_map(2, 4, dtype=torch.float64)
+    assert coords.shape == (8, 2, 4)
+    # cell (h=1, w=2) of a 2x4 grid
+    expected = [2 / 4 * 2 - 1, 1 / 2 * 2 - 1, 3 / 4 * 2 - 1, 2 / 2 * 2 - 1, 0.25, 0.5, 1 / 4, 1 / 2]
+    torch.testing.assert_close(coords[:, 1, 2], torch.tensor(expected, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", DECODERS.names())
+def test_decoder_shapes_small(name):
+    decoder = DECODERS.build(name, visual_channels=16, text_channels=12)
+    visual, text, sentence = torch.randn(2, 16, 4, 4), torch.randn(2, 12, 4, 4), torch.randn(2, 12)
+    logits = decoder(visual, text, sentence)
+    assert all(x.shape[:2] == (2, 1) for x in logits)
+    sizes = [x.shape[-1] for x in logits]
+    assert sizes == sorted(sizes) and sizes[0] == 4
+    logits[-1].sum().backward()
+
+
+def test_multires_shapes_at_paper_settings():
+    decoder = DECODERS.build("multires").to("meta")
+    visual = torch.empty(1, 832, 32, 32, device="meta")
+    text = torch.empty(1, 300, 32, 32, device="meta")
+    for factorized in (False, True):
+        for head in (decoder.small, decoder.medium, decoder.large):
+            head.factorized_text = factorized
+        small, medium, large = decoder(visual, text)
+        assert small.shape == (1, 1, 32, 32)
+        assert medium.shape == (1, 1, 128, 128)
+        assert large.shape == (1, 1, 512, 512)
+
+
+def test_decoder_rejects_wrong_channels():
+    decoder = DECODERS.build("single", visual_channels=8, text_channels=4)
+    with pytest.raises(ValueError, match="visual must be"):
+        decoder(torch.randn(1, 7, 4, 4), torch.randn(1, 4, 4, 4), torch.randn(1, 4))
