@@ -1,0 +1,145 @@
+"""Pieces of the sample contract (DESIGN.md 4) shared by every dataset reader.
+
+Every dataset returns a dict with ``frames`` (or ``features``), ``words``, ``word_mask``, ``mask``,
+``orig_mask``, ``orig_size``, ``resize`` and the provenance keys ``query``, ``video_id``,
+``frame_idx`` (1-based), ``instance_id`` and ``sample_id``. This module holds the helpers they
+share: query normalisation, stable sample ids, frame normalisation, skip counting and the JSON
+index cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+INDEX_VERSION = 1
+
+
+def normalise_query(query: str) -> str:
+    """The query as every reader uses it: lower-case, single spaces, no leading/trailing space."""
+    return " ".join(query.lower().split())
+
+
+def make_sample_id(*parts: object) -> int:
+    """A sample id stable across runs and processes (sha1 of the parts; never ``hash()``).
+
+    The id is the first 63 bits of ``sha1("/".join(parts))``, so it fits a non-negative int64.
+    """
+    key = "/".join(str(p) for p in parts).encode("utf-8")
+    return int.from_bytes(hashlib.sha1(key).digest()[:8], "big") >> 1
+
+
+def frames_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Turn uint8 frames ``(T, H, W, 3)`` into the model's float32 ``(3, T, H, W)`` in [-1, 1]."""
+    x = torch.as_tensor(frames)
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"frames: expected uint8 (T, H, W, 3), got {x.dtype} {tuple(x.shape)}")
+    return x.permute(3, 0, 1, 2).float().div_(127.5).sub_(1.0)  # (3, T, H, W)
+
+
+class SkipCounter:
+    """Counts samples left out (or quirks worked around) by reason, and logs each reason once."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.counts: Counter[str] = Counter()
+
+    def add(self, reason: str, detail: str, n: int = 1) -> None:
+        """Count ``n`` occurrences of ``reason``; ``detail`` (a file, an id) goes to the log."""
+        if reason not in self.counts:
+            log.warning("%s: %s (first case: %s)", self.name, reason, detail)
+        else:
+            log.debug("%s: %s: %s", self.name, reason, detail)
+        self.counts[reason] += n
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(sorted(self.counts.items()))
+
+
+def default_cache_dir() -> Path:
+    """Where index caches go unless a dataset gets ``index_cache``.
+
+    ``$ACGA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/acga_lightning``, else
+    ``~/.cache/acga_lightning``. Never inside the dataset root, which may be read-only.
+    """
+    if os.environ.get("ACGA_CACHE_DIR"):
+        return Path(os.environ["ACGA_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "acga_lightning"
+
+
+def fingerprint_files(paths: Iterable[Path], root: Path) -> str:
+    """A sha1 over the files' relative paths, sizes and mtimes: changes when the dataset changes."""
+    h = hashlib.sha1(str(INDEX_VERSION).encode())
+    for p in sorted(paths):
+        try:
+            st = p.stat()
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"{p.relative_to(root).as_posix()}={stamp}\n".encode())
+    return h.hexdigest()
+
+
+def resolve_index_cache(
+    index_cache: str | Path | bool | None, root: Path, name: str
+) -> Path | None:
+    """The JSON file a dataset's index is cached in, or None when caching is off.
+
+    ``index_cache``: None or True -> :func:`default_cache_dir`; False -> no cache; a path ending in
+    ``.json`` -> that file; any other path -> a directory to put the file in. The file name
+    includes a hash of the resolved root, so two datasets never share a cache file.
+    """
+    if index_cache is False:
+        return None
+    root_key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
+    filename = f"{name}_{root_key}.json"
+    if index_cache is None or index_cache is True:
+        return default_cache_dir() / filename
+    path = Path(index_cache)
+    return path if path.suffix == ".json" else path / filename
+
+
+def load_cached_index(path: Path | None, fingerprint: str) -> dict[str, Any] | None:
+    """The cached index at ``path`` if it exists and was built from the same files, else None."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            cached = json.load(f)
+    except (OSError, ValueError) as err:
+        log.warning("index cache %s is unreadable (%s); rebuilding", path, err)
+        return None
+    if cached.get("version") != INDEX_VERSION or cached.get("fingerprint") != fingerprint:
+        log.info("index cache %s is stale; rebuilding", path)
+        return None
+    return cached
+
+
+def save_cached_index(path: Path | None, fingerprint: str, payload: dict[str, Any]) -> None:
+    """Write the index atomically; an unwritable cache directory is logged, not fatal."""
+    if path is None:
+        return
+    data = {"version": INDEX_VERSION, "fingerprint": fingerprint, **payload}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except OSError as err:
+        log.warning(
+            "could not write index cache %s (%s); the index is rebuilt next time", path, err
+        )
