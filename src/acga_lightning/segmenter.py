@@ -158,16 +158,19 @@ class ACGASegmenter(pl.LightningModule):
         return masks, peaks
 
     # -------------------------------------------------------------------------- training
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+    def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The loss of a batch against its ``mask`` targets, with the forward outputs."""
         out = self._forward_batch(batch)
-        loss = self.loss(out["logits"], batch["mask"])
+        return self.loss(out["logits"], batch["mask"]), out
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        loss, _ = self.compute_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["words"].shape[0])
         return loss
 
     def _evaluation_step(self, batch: Mapping[str, Any], stage: str) -> dict[str, Any]:
-        out = self._forward_batch(batch)
+        loss, out = self.compute_loss(batch)
         batch_size = batch["words"].shape[0]
-        loss = self.loss(out["logits"], batch["mask"])
         self.log(f"{stage}/loss", loss, batch_size=batch_size, sync_dist=True)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         if metrics is not None and "orig_mask" in batch:
