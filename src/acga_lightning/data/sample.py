@@ -17,10 +17,14 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from gensim.models import KeyedVectors
+
+from acga_lightning.data.resize import compute_geometry, resize_frames, resize_mask
+from acga_lightning.data.words import encode_query
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +53,72 @@ def frames_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x.permute(3, 0, 1, 2).float().div_(127.5).sub_(1.0)  # (3, T, H, W)
 
 
+class ClipTransform(Protocol):
+    """A training augmentation: ``(frames (T, H, W, 3), mask (H, W), query) -> same``."""
+
+    def __call__(
+        self, frames: np.ndarray, mask: np.ndarray, query: str
+    ) -> tuple[np.ndarray, np.ndarray, str]: ...
+
+
+def build_sample(
+    frames: np.ndarray,
+    orig_mask: np.ndarray,
+    query: str,
+    *,
+    video_id: str,
+    frame_idx: int,
+    instance_id: int,
+    sample_id: int,
+    frame_size: int,
+    resize: str = "cover",
+    transform: ClipTransform | None = None,
+    word_vectors: KeyedVectors | None = None,
+    max_words: int = 20,
+) -> dict[str, Any]:
+    """Assemble one sample of the contract from a decoded window and its original-size mask.
+
+    ``frames``: uint8 ``(T, h, w, 3)``; ``orig_mask``: bool ``(h, w)``. ``transform`` (training
+    augmentation) runs at the original size, so ``orig_mask`` is the augmented target at the
+    original size (equal to the stored mask when there is no transform). ``words``/``word_mask``
+    are only present when ``word_vectors`` is given.
+    """
+    if transform is not None:
+        frames, orig_mask, query = transform(frames, orig_mask, query)
+    h, w = orig_mask.shape
+    sample: dict[str, Any] = {
+        "frames": frames_to_tensor(resize_frames(frames, frame_size, resize)),  # (3, T, S, S)
+        "mask": resize_mask(orig_mask, frame_size, resize),  # (S, S)
+        "orig_mask": torch.from_numpy(np.ascontiguousarray(orig_mask, dtype=bool)),  # (h, w)
+        "orig_size": (int(h), int(w)),
+        "resize": compute_geometry((h, w), frame_size, resize),
+    }
+    if word_vectors is not None:
+        words, word_mask, _ = encode_query(query, word_vectors, max_words)
+        sample["words"] = torch.from_numpy(words)  # (N_T, 300)
+        sample["word_mask"] = torch.from_numpy(word_mask)  # (N_T,)
+    sample.update(
+        query=query,
+        video_id=video_id,
+        frame_idx=int(frame_idx),
+        instance_id=int(instance_id),
+        sample_id=int(sample_id),
+    )
+    return sample
+
+
 class SkipCounter:
     """Counts samples left out (or quirks worked around) by reason, and logs each reason once."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.counts: Counter[str] = Counter()
+        self.first_details: dict[str, str] = {}
 
     def add(self, reason: str, detail: str, n: int = 1) -> None:
         """Count ``n`` occurrences of ``reason``; ``detail`` (a file, an id) goes to the log."""
         if reason not in self.counts:
+            self.first_details[reason] = detail
             log.warning("%s: %s (first case: %s)", self.name, reason, detail)
         else:
             log.debug("%s: %s: %s", self.name, reason, detail)

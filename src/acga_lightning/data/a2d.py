@@ -1,0 +1,330 @@
+"""A2D-Sentences reader: one sample per (query, annotated frame in which its instance appears).
+
+On-disk layout (DESIGN.md 4), under ``root``: ``Release/videoset.csv``,
+``Release/clips320H/<vid>.mp4``, ``text_annotations/a2d_annotation.txt``,
+``text_annotations/a2d_missed_videos.txt`` and
+``text_annotations/a2d_annotation_with_instances/<vid>/<fid:05d>.h5``.
+
+How the known faults are handled (counted in ``dataset.faults``, logged):
+
+- the ``1 (copy)`` annotation row is dropped (``skipped["copy_row"]``);
+- a frame listing an instance id twice (EadxBPmQvtg f25) uses the first mask for that id
+  (``faults["duplicate_instance_id"]``, per frame);
+- a frame with more masks than listed instances (95Nq6fQoP2o f32, ...) uses the masks aligned to
+  the listed instances by position, ignoring the extra ones (``faults["extra_masks"]``, per frame);
+- a single-instance frame stores ``reMask`` as a 2-D ``(W, H)`` array: it is transposed like the
+  3-D ``(N, W, H)`` case.
+
+Bad samples: in ``strict`` mode they raise an error naming the file; otherwise they are dropped
+at index time and counted by reason in ``dataset.skipped``: ``missing_video``, ``corrupt_video``
+(cannot be opened or probed), ``missing_h5`` (a video with queries but no annotation frames),
+``bad_h5`` (unreadable h5), ``missing_mask`` (an instance listed without a mask),
+``mask_size_mismatch`` (mask size != video size), ``missed_video`` (the official exclusion list),
+``empty_query``. Corruption that only shows when decoding (a truncated stream) raises
+:class:`~acga_lightning.data.video.VideoReadError` naming the file in ``__getitem__``. A video
+shorter than the window is not an error: the edge frames repeat.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from gensim.models import KeyedVectors
+from torch.utils.data import Dataset
+
+from acga_lightning.data.resize import POLICIES
+from acga_lightning.data.sample import (
+    ClipTransform,
+    SkipCounter,
+    build_sample,
+    fingerprint_files,
+    load_cached_index,
+    make_sample_id,
+    normalise_query,
+    resolve_index_cache,
+    save_cached_index,
+)
+from acga_lightning.data.video import VideoReadError, clip_indices, probe_video, read_window
+from acga_lightning.data.words import WordStats, load_word_vectors, query_stats
+
+log = logging.getLogger(__name__)
+
+SPLITS = {"train": 0, "test": 1}
+VIDEOSET = "Release/videoset.csv"
+CLIPS = "Release/clips320H"
+ANNOTATION = "text_annotations/a2d_annotation.txt"
+MISSED = "text_annotations/a2d_missed_videos.txt"
+MASKS = "text_annotations/a2d_annotation_with_instances"
+
+
+class A2DSampleError(ValueError):
+    """A bad sample in strict mode; the message names the file."""
+
+
+def read_a2d_mask(path: str | Path, mask_index: int) -> np.ndarray:
+    """The ``mask_index``-th instance mask of an A2D h5 frame as bool ``(h, w)``.
+
+    ``reMask`` is stored transposed: ``(N, W, H)``, or ``(W, H)`` when there is one instance.
+    Only the one mask is read from the file.
+    """
+    with h5py.File(path, "r") as f:
+        dset = f["reMask"]
+        if dset.ndim == 2:
+            if mask_index != 0:
+                raise A2DSampleError(f"{path}: mask {mask_index} asked of a single-mask frame")
+            m = dset[()]  # (W, H)
+        else:
+            m = dset[mask_index]  # (W, H)
+    return np.ascontiguousarray(m.T != 0)  # (h, w)
+
+
+def _frame_info(path: Path) -> tuple[list[int], int, tuple[int, int]]:
+    """Instance ids, number of masks and mask size (h, w) of one h5 frame, without reading masks."""
+    with h5py.File(path, "r") as f:
+        instances = [int(i) for i in np.asarray(f["instance"]).ravel()]
+        shape = f["reMask"].shape
+    if len(shape) == 2:
+        return instances, 1, (shape[1], shape[0])
+    if len(shape) == 3:
+        return instances, shape[0], (shape[2], shape[1])
+    raise ValueError(f"reMask has shape {shape}, expected (N, W, H) or (W, H)")
+
+
+class _IndexBuilder:
+    """Builds the list of sample records of one split (see the module docstring for the rules)."""
+
+    def __init__(self, root: Path, split: str, strict: bool) -> None:
+        self.root, self.split, self.strict = root, split, strict
+        self.skipped = SkipCounter(f"A2DSentences[{split}] skipped")
+        self.faults = SkipCounter(f"A2DSentences[{split}] faults")
+
+    def fail(self, reason: str, detail: str, n: int = 1) -> None:
+        if self.strict:
+            raise A2DSampleError(f"{reason}: {detail}")
+        self.skipped.add(reason, detail, n)
+
+    def read_videoset(self) -> tuple[dict[str, int], set[str]]:
+        path = self.root / VIDEOSET
+        subsets: dict[str, int] = {}
+        with open(path, newline="", encoding="utf-8") as f:
+            for line, row in enumerate(csv.reader(f), start=1):
+                if len(row) != 9 or not row[8].strip().isdigit():
+                    raise ValueError(f"{path}:{line}: expected 9 columns ending in 0/1, got {row}")
+                subsets[row[0].strip()] = int(row[8])
+        with open(self.root / MISSED, encoding="utf-8") as f:
+            missed = {line.strip() for line in f if line.strip()}
+        return subsets, missed
+
+    def read_queries(self, subsets: dict[str, int], missed: set[str]) -> dict[str, list]:
+        """Queries of this split's videos: ``{video_id: [(instance_id, query), ...]}``."""
+        path = self.root / ANNOTATION
+        queries: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != ["video_id", "instance_id", "query"]:
+                raise ValueError(f"{path}: header {reader.fieldnames}, expected video_id,...,query")
+            for row in reader:
+                vid, inst, query = row["video_id"].strip(), row["instance_id"].strip(), row["query"]
+                if subsets.get(vid) != SPLITS[self.split]:
+                    continue
+                if vid in missed:
+                    self.skipped.add("missed_video", vid)
+                elif inst == "1 (copy)":
+                    self.skipped.add("copy_row", f"{vid} instance_id {inst!r}")
+                elif not inst.isdigit():
+                    self.fail("bad_instance_id", f"{path}: {vid} instance_id {inst!r}")
+                elif not normalise_query(query or ""):
+                    self.fail("empty_query", f"{path}: {vid} instance {inst}")
+                else:
+                    queries[vid].append((int(inst), normalise_query(query)))
+        return queries
+
+    def video_records(self, vid: str, queries: list[tuple[int, str]]) -> list[dict[str, Any]]:
+        h5_dir = self.root / MASKS / vid
+        h5_files = sorted(h5_dir.glob("*.h5")) if h5_dir.is_dir() else []
+        if not h5_files:
+            self.fail("missing_h5", f"{h5_dir}: no annotated frames for {vid}", len(queries))
+            return []
+        records = []
+        for path in h5_files:
+            try:
+                instances, num_masks, mask_size = _frame_info(path)
+                frame_idx = int(path.stem)
+            except (OSError, KeyError, ValueError) as err:
+                self.fail("bad_h5", f"{path}: {err}")
+                continue
+            if len(set(instances)) < len(instances):
+                self.faults.add("duplicate_instance_id", str(path))
+            if num_masks > len(instances):
+                self.faults.add("extra_masks", str(path))
+            for instance_id, query in queries:
+                if instance_id not in instances:
+                    continue
+                mask_index = instances.index(instance_id)  # the first mask for a repeated id
+                if mask_index >= num_masks:
+                    self.fail("missing_mask", f"{path}: no mask for instance {instance_id}")
+                    continue
+                records.append(
+                    dict(video_id=vid, frame_idx=frame_idx, instance_id=instance_id,
+                         query=query, mask_index=mask_index, height=mask_size[0],
+                         width=mask_size[1])
+                )  # fmt: skip
+        return records
+
+    def check_video(self, vid: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        path = self.root / CLIPS / f"{vid}.mp4"
+        if not path.is_file():
+            self.fail("missing_video", str(path), len(records))
+            return []
+        try:
+            info = probe_video(path)
+        except VideoReadError as err:
+            self.fail("corrupt_video", str(err), len(records))
+            return []
+        kept = []
+        for r in records:
+            if (r["height"], r["width"]) != (info.height, info.width):
+                self.fail(
+                    "mask_size_mismatch",
+                    f"{self.root / MASKS / vid}/{r['frame_idx']:05d}.h5: mask "
+                    f"{r['height']}x{r['width']} but video {path} is {info.height}x{info.width}",
+                )
+                continue
+            kept.append({**r, "num_frames": info.num_frames})
+        return kept
+
+    def build(self) -> list[dict[str, Any]]:
+        subsets, missed = self.read_videoset()
+        queries = self.read_queries(subsets, missed)
+        records = []
+        for vid in sorted(queries):
+            records.extend(self.check_video(vid, self.video_records(vid, queries[vid])))
+        return records
+
+
+def _dataset_files(root: Path) -> list[Path]:
+    files = [root / VIDEOSET, root / ANNOTATION, root / MISSED]
+    for sub in (MASKS, CLIPS):
+        for dirpath, _, names in os.walk(root / sub):
+            files.extend(Path(dirpath) / n for n in names)
+    return files
+
+
+class A2DSentences(Dataset):
+    """A2D-Sentences samples (DESIGN.md 4): a window of frames, the query and the target mask.
+
+    The index (one small record per sample) is built once by scanning the h5 files' ``instance``
+    keys and probing each video's header, then cached as JSON under ``index_cache`` (default: the
+    user cache dir, never the dataset root); the cache is keyed by the files' sizes and mtimes.
+    ``__getitem__`` decodes only the ``num_frames`` window and reads only the one mask.
+
+    Args:
+        root: the folder that holds ``Release/`` and ``text_annotations/``.
+        split: ``"train"`` or ``"test"`` (videoset.csv's last column, 0 or 1).
+        num_frames: clip length ``T``; the annotated frame sits at index ``T // 2``.
+        frame_size: the model's square input size ``S``.
+        word_vectors: gensim ``KeyedVectors`` or a path for :func:`load_word_vectors`; None
+            leaves ``words``/``word_mask`` out of the samples.
+        max_words: ``N_T``, the padded sentence length.
+        transform: training augmentation, e.g. :class:`~acga_lightning.data.ClipAugment`.
+        resize: ``"cover"`` (official: scale to cover, centre-crop) or ``"letterbox"``.
+        strict: raise on the first bad sample instead of skipping and counting it.
+        index_cache: where to cache the index (see :func:`resolve_index_cache`); False: never.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        num_frames: int = 16,
+        frame_size: int = 512,
+        word_vectors: KeyedVectors | str | Path | None = None,
+        max_words: int = 20,
+        transform: ClipTransform | None = None,
+        resize: str = "cover",
+        strict: bool = False,
+        index_cache: str | Path | bool | None = None,
+    ) -> None:
+        self.root = Path(root)
+        if split not in SPLITS:
+            raise ValueError(f"split: expected one of {list(SPLITS)}, got {split!r}")
+        if resize not in POLICIES:
+            raise ValueError(f"resize: expected one of {POLICIES}, got {resize!r}")
+        if num_frames < 1 or frame_size < 1 or max_words < 1:
+            raise ValueError(
+                f"num_frames, frame_size, max_words: expected >= 1, got "
+                f"{num_frames}, {frame_size}, {max_words}"
+            )
+        if not (self.root / VIDEOSET).is_file():
+            raise ValueError(f"root: {self.root / VIDEOSET} not found; is {root} A2D-Sentences?")
+        self.split, self.num_frames, self.frame_size = split, num_frames, frame_size
+        self.max_words, self.transform, self.resize, self.strict = (
+            max_words, transform, resize, strict)  # fmt: skip
+        self.records, self.skipped, self.faults = self._load_index(index_cache)
+        log.info(
+            "A2DSentences[%s]: %d samples; skipped %s; faults worked around %s",
+            split, len(self.records), self.skipped, self.faults,
+        )  # fmt: skip
+        if isinstance(word_vectors, str | Path):
+            word_vectors = load_word_vectors(word_vectors)
+        self.word_vectors = word_vectors
+        self.word_stats = WordStats()
+        if self.word_vectors is not None:
+            self.word_stats = query_stats(
+                sorted({r["query"] for r in self.records}), self.word_vectors, max_words
+            )
+            log.info("A2DSentences[%s] words: %s", split, self.word_stats)
+
+    def _load_index(
+        self, index_cache: str | Path | bool | None
+    ) -> tuple[list[dict[str, Any]], dict[str, int], dict[str, int]]:
+        cache = resolve_index_cache(index_cache, self.root, f"a2d_{self.split}")
+        fingerprint = fingerprint_files(_dataset_files(self.root), self.root)
+        cached = load_cached_index(cache, fingerprint)
+        if cached is not None:
+            if self.strict and cached["skip_details"]:
+                reason, detail = cached["skip_details"][0]
+                raise A2DSampleError(f"{reason}: {detail}")
+            return cached["records"], cached["skipped"], cached["faults"]
+        builder = _IndexBuilder(self.root, self.split, self.strict)
+        records = builder.build()
+        skipped, faults = builder.skipped.as_dict(), builder.faults.as_dict()
+        details = [
+            [r, d] for r, d in builder.skipped.first_details.items()
+            if r not in ("missed_video", "copy_row")
+        ]  # fmt: skip
+        save_cached_index(
+            cache, fingerprint,
+            {"records": records, "skipped": skipped, "faults": faults, "skip_details": details},
+        )  # fmt: skip
+        return records, skipped, faults
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        r = self.records[index]
+        vid, frame_idx = r["video_id"], r["frame_idx"]
+        video = self.root / CLIPS / f"{vid}.mp4"
+        h5 = self.root / MASKS / vid / f"{frame_idx:05d}.h5"
+        frames = read_window(video, clip_indices(frame_idx, self.num_frames))  # (T, h, w, 3)
+        orig_mask = read_a2d_mask(h5, r["mask_index"])  # (h, w)
+        if orig_mask.shape != frames.shape[1:3]:
+            raise A2DSampleError(
+                f"{h5}: mask {orig_mask.shape} != video {video} frame {frames.shape[1:3]} "
+                "(the dataset changed after indexing?)"
+            )
+        return build_sample(
+            frames, orig_mask, r["query"],
+            video_id=vid, frame_idx=frame_idx, instance_id=r["instance_id"],
+            sample_id=make_sample_id("a2d", vid, frame_idx, r["instance_id"], r["query"]),
+            frame_size=self.frame_size, resize=self.resize, transform=self.transform,
+            word_vectors=self.word_vectors, max_words=self.max_words,
+        )  # fmt: skip

@@ -1,0 +1,247 @@
+"""J-HMDB-Sentences reader, for evaluation only (models are trained on A2D-Sentences).
+
+Layout (DESIGN.md 4), under ``root``: ``jhmdb_annotation.txt`` (``video_id,query``),
+``Rename_Images/<action>/<video>/%05d.png`` (1-based) and
+``puppet_mask/<action>/<video>/puppet_mask.mat`` with ``part_mask (H, W, T_m)``. Only the first
+``T_m`` frames are annotated.
+
+Which frames are scored, deterministically:
+
+- ``sampling="uniform"`` (the paper): ``frames_per_video`` frames evenly spaced over the ``n``
+  annotated frames, at the centres of ``k`` equal segments: frame ``((2i + 1) * n) // (2k) + 1``
+  for ``i < k`` (1-based; repeats are dropped when ``n < k``).
+- ``sampling="metadata"``: MTTR's frozen list (``jhmdb_sentences_samples_metadata.json``, a JSON
+  list of ``[video_id, chosen_frame_path, video_masks_path, video_total_frames, text_query]``).
+  Paths in it are resolved under ``root`` from their ``Rename_Images/...``/``puppet_mask/...``
+  tail, so the file works wherever the dataset lives.
+
+Windows are clamped to the frames on disk (MTTR clamps to the annotated frames; frames past the
+last mask are still real frames). The index is small (one ``whosmat`` per video) and not cached.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import scipy.io
+from gensim.models import KeyedVectors
+from PIL import Image
+from torch.utils.data import Dataset
+
+from acga_lightning.data.resize import POLICIES
+from acga_lightning.data.sample import SkipCounter, build_sample, make_sample_id, normalise_query
+from acga_lightning.data.video import clip_indices
+from acga_lightning.data.words import WordStats, load_word_vectors, query_stats
+
+log = logging.getLogger(__name__)
+
+ANNOTATION = "jhmdb_annotation.txt"
+FRAMES = "Rename_Images"
+MASKS = "puppet_mask"
+
+
+class JHMDBSampleError(ValueError):
+    """A bad sample in strict mode; the message names the file."""
+
+
+def num_part_masks(path: Path) -> tuple[int, int, int]:
+    """``part_mask``'s ``(H, W, T_m)`` without loading it (MATLAB v5 or v7.3/HDF5 files)."""
+    if h5py.is_hdf5(path):
+        with h5py.File(path, "r") as f:
+            t, w, h = f["part_mask"].shape  # HDF5 .mat files store arrays transposed
+        return h, w, t
+    for name, shape, _ in scipy.io.whosmat(str(path)):
+        if name == "part_mask":
+            return (*shape[:2], shape[2] if len(shape) == 3 else 1)
+    raise KeyError(f"{path}: no 'part_mask' variable")
+
+
+def read_part_mask(path: Path, frame_idx: int) -> np.ndarray:
+    """The bool ``(H, W)`` mask of 1-based ``frame_idx`` from ``puppet_mask.mat``."""
+    if h5py.is_hdf5(path):
+        with h5py.File(path, "r") as f:
+            return np.ascontiguousarray(f["part_mask"][frame_idx - 1].T != 0)
+    masks = scipy.io.loadmat(str(path), variable_names=["part_mask"])["part_mask"]
+    if masks.ndim == 2:
+        masks = masks[..., None]
+    return np.ascontiguousarray(masks[:, :, frame_idx - 1] != 0)  # (H, W)
+
+
+def uniform_frames(num_annotated: int, k: int) -> list[int]:
+    """1-based frames at the centres of ``k`` equal segments of ``num_annotated`` frames."""
+    return sorted({(2 * i + 1) * num_annotated // (2 * k) + 1 for i in range(k)})
+
+
+def _tail(path: str, anchor: str) -> Path:
+    parts = Path(path).parts
+    if anchor not in parts:
+        raise ValueError(f"metadata path {path!r} has no {anchor!r} component")
+    return Path(*parts[parts.index(anchor) :])
+
+
+class JHMDBSentences(Dataset):
+    """J-HMDB-Sentences evaluation samples (sample contract of DESIGN.md 4).
+
+    Args:
+        root: the folder holding ``Rename_Images/``, ``puppet_mask/``, ``jhmdb_annotation.txt``.
+        num_frames, frame_size, word_vectors, max_words, resize, strict: as in
+            :class:`~acga_lightning.data.A2DSentences`.
+        frames_per_video: frames scored per video with ``sampling="uniform"``.
+        sampling: ``"uniform"`` or ``"metadata"`` (see the module docstring).
+        metadata_path: MTTR's samples metadata JSON, required for ``sampling="metadata"``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        num_frames: int = 16,
+        frame_size: int = 512,
+        frames_per_video: int = 3,
+        sampling: str = "uniform",
+        metadata_path: str | Path | None = None,
+        word_vectors: KeyedVectors | str | Path | None = None,
+        max_words: int = 20,
+        resize: str = "cover",
+        strict: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        if sampling not in ("uniform", "metadata"):
+            raise ValueError(f"sampling: expected 'uniform' or 'metadata', got {sampling!r}")
+        if sampling == "metadata" and metadata_path is None:
+            raise ValueError("metadata_path: required with sampling='metadata'")
+        if resize not in POLICIES:
+            raise ValueError(f"resize: expected one of {POLICIES}, got {resize!r}")
+        if frames_per_video < 1 or num_frames < 1 or frame_size < 1:
+            raise ValueError(
+                "frames_per_video, num_frames, frame_size: expected >= 1, got "
+                f"{frames_per_video}, {num_frames}, {frame_size}"
+            )
+        if not (self.root / ANNOTATION).is_file():
+            raise ValueError(f"root: {self.root / ANNOTATION} not found; is {root} J-HMDB?")
+        self.num_frames, self.frame_size, self.max_words = num_frames, frame_size, max_words
+        self.resize, self.strict = resize, strict
+        self._skips = SkipCounter("JHMDBSentences skipped")
+        self._videos: dict[str, dict[str, Any]] = {}
+        if sampling == "uniform":
+            self.records = self._uniform_index(frames_per_video)
+        else:
+            self.records = self._metadata_index(Path(metadata_path))
+        self.skipped = self._skips.as_dict()
+        log.info("JHMDBSentences: %d samples; skipped %s", len(self.records), self.skipped)
+        if isinstance(word_vectors, str | Path):
+            word_vectors = load_word_vectors(word_vectors)
+        self.word_vectors = word_vectors
+        self.word_stats = WordStats()
+        if self.word_vectors is not None:
+            queries = sorted({r["query"] for r in self.records})
+            self.word_stats = query_stats(queries, self.word_vectors, max_words)
+            log.info("JHMDBSentences words: %s", self.word_stats)
+
+    def _fail(self, reason: str, detail: str, n: int = 1) -> None:
+        if self.strict:
+            raise JHMDBSampleError(f"{reason}: {detail}")
+        self._skips.add(reason, detail, n)
+
+    def _video(self, frames_dir: Path, masks_path: Path) -> dict[str, Any] | None:
+        """Frame count, annotated count and size of one video, checked; None if unusable."""
+        key = str(frames_dir)
+        if key not in self._videos:
+            self._videos[key] = self._probe(frames_dir, masks_path)
+        return self._videos[key]
+
+    def _probe(self, frames_dir: Path, masks_path: Path) -> dict[str, Any] | None:
+        pngs = sorted(frames_dir.glob("*.png"))
+        if not pngs:
+            self._fail("missing_frames", f"{frames_dir}: no frames")
+            return None
+        if not masks_path.is_file():
+            self._fail("missing_mask", f"{masks_path} not found")
+            return None
+        try:
+            h, w, t_m = num_part_masks(masks_path)
+        except (OSError, KeyError, ValueError) as err:
+            self._fail("bad_mask_file", f"{masks_path}: {err}")
+            return None
+        with Image.open(pngs[0]) as im:
+            size = (im.height, im.width)
+        if size != (h, w):
+            self._fail("mask_size_mismatch", f"{masks_path}: {h}x{w} but {pngs[0]} is {size}")
+            return None
+        return dict(frames_dir=frames_dir, masks_path=masks_path, num_frames=len(pngs),
+                    num_annotated=min(t_m, len(pngs)))  # fmt: skip
+
+    def _read_annotations(self) -> list[tuple[str, str]]:
+        path = self.root / ANNOTATION
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != ["video_id", "query"]:
+                raise ValueError(f"{path}: header {reader.fieldnames}, expected video_id,query")
+            return [(r["video_id"].strip(), normalise_query(r["query"] or "")) for r in reader]
+
+    def _uniform_index(self, k: int) -> list[dict[str, Any]]:
+        frame_dirs = {p.name: p for p in (self.root / FRAMES).glob("*/*") if p.is_dir()}
+        records = []
+        for vid, query in self._read_annotations():
+            if not query:
+                self._fail("empty_query", f"{self.root / ANNOTATION}: {vid}")
+                continue
+            if vid not in frame_dirs:
+                self._fail("missing_frames", f"{self.root / FRAMES}/*/{vid} not found")
+                continue
+            masks = self.root / MASKS / frame_dirs[vid].parent.name / vid / "puppet_mask.mat"
+            info = self._video(frame_dirs[vid], masks)
+            if info is None:
+                continue
+            for f in uniform_frames(info["num_annotated"], k):
+                records.append(dict(video_id=vid, frame_idx=f, query=query, **info))
+        return records
+
+    def _metadata_index(self, path: Path) -> list[dict[str, Any]]:
+        with open(path, encoding="utf-8") as f:
+            entries = json.load(f)
+        records = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, list) or len(entry) != 5:
+                raise ValueError(f"{path}: entry {i} is not [video_id, frame_path, masks_path, "
+                                 f"total_frames, query]: {entry!r}")  # fmt: skip
+            vid, frame_path, masks_path, _total, query = entry
+            frame = self.root / _tail(frame_path, FRAMES)
+            info = self._video(frame.parent, self.root / _tail(masks_path, MASKS))
+            if info is None:
+                continue
+            frame_idx = int(frame.stem)
+            if not 1 <= frame_idx <= info["num_annotated"]:
+                self._fail("unannotated_frame", f"{path}: entry {i}: {frame} has no mask")
+                continue
+            records.append(dict(video_id=vid, frame_idx=frame_idx,
+                                query=normalise_query(query), **info))  # fmt: skip
+        return records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        r = self.records[index]
+        n = r["num_frames"]
+        frames = []
+        for i in clip_indices(r["frame_idx"], self.num_frames):
+            path = r["frames_dir"] / f"{min(max(i, 0), n - 1) + 1:05d}.png"
+            try:
+                with Image.open(path) as im:
+                    frames.append(np.asarray(im.convert("RGB")))
+            except OSError as err:
+                raise JHMDBSampleError(f"{path}: cannot read frame ({err})") from err
+        orig_mask = read_part_mask(r["masks_path"], r["frame_idx"])  # (H, W)
+        return build_sample(
+            np.stack(frames), orig_mask, r["query"],
+            video_id=r["video_id"], frame_idx=r["frame_idx"], instance_id=0,
+            sample_id=make_sample_id("jhmdb", r["video_id"], r["frame_idx"], 0, r["query"]),
+            frame_size=self.frame_size, resize=self.resize,
+            word_vectors=self.word_vectors, max_words=self.max_words,
+        )  # fmt: skip
