@@ -1,0 +1,70 @@
+"""Small generated datasets in the real A2D-Sentences and J-HMDB-Sentences on-disk formats.
+
+Nobody can download the real data here, so tests, the demo and the notebooks use data that
+this module writes in exactly the real layout: the readers cannot tell the difference, except
+for ``toy_manifest.json``, which records what was generated (for tests) and which no reader
+may need. Everything is a function of the seed.
+
+- :func:`write_a2d` / :func:`write_jhmdb`: the datasets (see :mod:`.toy_a2d`, :mod:`.toy_jhmdb`).
+- :func:`sample_scene` / :func:`render_frame`: the synthetic scenes (:mod:`.toy_scenes`), also
+  used by benchmarks.
+- :func:`toy_data_main`: the ``acga toy-data OUT --format a2d|jhmdb`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+
+from acga_lightning.data.toy_a2d import write_a2d
+from acga_lightning.data.toy_jhmdb import write_jhmdb
+from acga_lightning.data.toy_scenes import Actor, Scene, render_frame, sample_scene
+from acga_lightning.data.toy_text import describe, write_word2vec
+
+__all__ = [
+    "Actor",
+    "Scene",
+    "describe",
+    "render_frame",
+    "sample_scene",
+    "toy_data_main",
+    "write_a2d",
+    "write_jhmdb",
+    "write_word2vec",
+]
+
+DEFAULT_VIDEOS = {"a2d": 12, "jhmdb": 6}
+DEFAULT_HEIGHT = {"a2d": 320, "jhmdb": 240}
+
+
+def toy_data_main(argv: Sequence[str] | None = None) -> int:
+    """``acga toy-data OUT --format a2d|jhmdb --videos N --seed S --height H``; returns 0."""
+    parser = argparse.ArgumentParser(
+        prog="acga toy-data",
+        description="Write a small generated dataset in the real A2D / J-HMDB Sentences layout.",
+    )
+    parser.add_argument("out", help="folder to write (the dataset root)")
+    parser.add_argument("--format", choices=("a2d", "jhmdb"), default="a2d")
+    parser.add_argument("--videos", type=int, default=None, help="number of videos")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--height", type=int, default=None, help="frame height in pixels")
+    parser.add_argument("--no-word2vec", action="store_true", help="skip word2vec.bin")
+    args = parser.parse_args(argv)
+    videos = args.videos if args.videos is not None else DEFAULT_VIDEOS[args.format]
+    height = args.height if args.height is not None else DEFAULT_HEIGHT[args.format]
+    start = time.perf_counter()
+    if args.format == "a2d":
+        root = write_a2d(
+            args.out, num_videos=videos, seed=args.seed, height=height,
+            word2vec=not args.no_word2vec,
+        )  # fmt: skip
+    else:
+        width = int(round(height * 4 / 3 / 2)) * 2  # J-HMDB frames are 320x240
+        root = write_jhmdb(
+            args.out, num_videos=videos, seed=args.seed, height=height, width=width,
+            word2vec=not args.no_word2vec,
+        )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    print(f"wrote {videos} {args.format} videos to {root} in {elapsed:.1f} s")
+    return 0

@@ -1,0 +1,343 @@
+"""Generated A2D-Sentences data in the real on-disk layout (DESIGN.md section 4).
+
+:func:`write_a2d` writes ``Release/videoset.csv`` (no header, 9 columns), H.264 videos in
+``Release/clips320H/``, ``text_annotations/a2d_annotation.txt``, ``a2d_missed_videos.txt`` and
+one h5 file per annotated frame with the real keys and the real transposed mask layout. With
+``quirks=True`` it also reproduces the faults of the real release, and records where it put
+them in ``toy_manifest.json`` (the real data has no such file; readers must not need it).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from acga_lightning.data.toy_scenes import Scene, render_frame, sample_scene
+from acga_lightning.data.toy_text import describe, vocabulary_sentences, write_word2vec
+
+ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+#: Width / height of typical A2D clips (4:3, 3:2, 16:10, 16:9).
+ASPECTS = (4 / 3, 3 / 2, 16 / 10, 16 / 9)
+FPS = 24
+COPY_INSTANCE = "1 (copy)"
+
+
+@dataclass
+class PlannedVideo:
+    """What one generated video will hold, decided before anything is rendered."""
+
+    video_id: str
+    scene: Scene
+    width: int
+    subset: int  # 0 train, 1 test
+    annotated_frames: list[int]  # 1-based
+    queries: list[str] = field(default_factory=list)  # one per actor, as written (raw)
+    attributes: list[tuple[str, ...]] = field(default_factory=list)
+    instances: dict[int, list[int]] = field(default_factory=dict)  # fid -> instance ids shown
+
+
+def video_ids(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` distinct 11-character YouTube-like ids."""
+    ids: list[str] = []
+    while len(ids) < n:
+        vid = "".join(rng.choice(list(ID_ALPHABET), size=11))
+        if vid not in ids:
+            ids.append(vid)
+    return ids
+
+
+def spread_frames(num_frames: int, count: int, rng: np.random.Generator) -> list[int]:
+    """``count`` distinct 1-based frame numbers spread evenly over the video, slightly jittered."""
+    count = min(count, num_frames)
+    step = num_frames / (count + 1)
+    fids = []
+    for k in range(count):
+        fid = int(round((k + 1) * step + rng.integers(-1, 2))) if step >= 3 else k + 1
+        fids.append(min(max(fid, 1), num_frames))
+    return sorted(set(fids))
+
+
+def write_mp4(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
+    """Encode ``(H, W, 3)`` uint8 frames as H.264 yuv420p; single-threaded so it is reproducible."""
+    import av
+
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", "g": "24"}
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def write_frame_h5(
+    path: Path,
+    instance_ids: list[int],
+    masks: list[np.ndarray],
+    codes: list[int],
+) -> None:
+    """One A2D annotation file: masks transposed to ``(N, W, H)``, or ``(W, H)`` when N == 1.
+
+    ``masks`` may hold more entries than ``instance_ids`` (a real fault); ``reBBox`` and ``id``
+    follow the masks. Numbers are float64 and masks uint8, as in the MATLAB-made originals.
+    """
+    stack = np.stack(masks).astype(np.uint8)  # (N, H, W)
+    boxes = np.zeros((4, len(masks)), np.float64)  # x1, y1, x2, y2
+    for k, mask in enumerate(masks):
+        ys, xs = np.nonzero(mask)
+        if len(xs):
+            boxes[:, k] = (xs.min(), ys.min(), xs.max(), ys.max())
+    remask = np.ascontiguousarray(stack.transpose(0, 2, 1))  # (N, W, H)
+    if len(masks) == 1:
+        remask = remask[0]  # (W, H)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("instance", data=np.asarray(instance_ids, np.float64), track_times=False)
+        # MATLAB v7.3 files compress large variables; gzip keeps 320p masks small here too
+        f.create_dataset("reMask", data=remask, compression="gzip", track_times=False)
+        f.create_dataset("reBBox", data=boxes, track_times=False)
+        f.create_dataset("id", data=np.asarray([codes], np.float64), track_times=False)
+
+
+def plan_videos(
+    rng: np.random.Generator,
+    num_videos: int,
+    height: int,
+    width: int | None,
+    num_frames: tuple[int, int],
+    annotated_per_video: int,
+    test_fraction: float,
+    min_actors: int,
+    max_actors: int,
+    exit_video: int | None,
+) -> list[PlannedVideo]:
+    """Draw every video's id, size, length, scene, split, annotated frames and queries."""
+    ids = video_ids(rng, num_videos)
+    num_test = int(round(num_videos * test_fraction))
+    if test_fraction > 0 and num_videos >= 2:
+        num_test = min(max(num_test, 1), num_videos - 1)
+    test = set(rng.permutation(num_videos)[:num_test].tolist())
+    planned = []
+    for i, vid in enumerate(ids):
+        w = width or int(round(height * float(rng.choice(ASPECTS)) / 2)) * 2
+        t = int(rng.integers(num_frames[0], num_frames[1] + 1))
+        n = int(rng.integers(min_actors, max_actors + 1))
+        exits = n - 1 if i == exit_video else 0
+        scene = sample_scene(rng, num_actors=n, num_frames=t, aspect=w / height, exits=exits)
+        fids = spread_frames(t, annotated_per_video, rng)
+        video = PlannedVideo(vid, scene, w, int(i in test), fids)
+        for k in range(n):
+            query, used = describe(scene, k, rng)
+            video.queries.append(query)
+            video.attributes.append(used)
+        planned.append(video)
+    return planned
+
+
+def render_video(video: PlannedVideo, root: Path, height: int) -> dict[int, list[np.ndarray]]:
+    """Write the mp4 and return the visible masks of every actor at each annotated frame."""
+    frames, masks = [], {}
+    for t in range(video.scene.num_frames):
+        rgb, visible = render_frame(video.scene, t, height, video.width)
+        frames.append(rgb)
+        if t + 1 in video.annotated_frames:
+            masks[t + 1] = visible
+    write_mp4(root / "Release" / "clips320H" / f"{video.video_id}.mp4", frames)
+    return masks
+
+
+def write_annotations(
+    video: PlannedVideo,
+    root: Path,
+    masks: dict[int, list[np.ndarray]],
+    min_pixels: int,
+    duplicate_at: int | None,
+    extra_mask_at: int | None,
+    rng: np.random.Generator,
+) -> dict[str, int]:
+    """Write the h5 files of one video; returns the frames that got an injected fault."""
+    folder = root / "text_annotations" / "a2d_annotation_with_instances" / video.video_id
+    folder.mkdir(parents=True, exist_ok=True)
+    codes = [a.code for a in video.scene.actors]
+    faults: dict[str, int] = {}
+    for fid, visible in masks.items():
+        shown = [k for k, m in enumerate(visible) if m.sum() >= min_pixels]
+        if not shown:  # the front actor is never hidden, but it may have flown away
+            shown = [int(np.argmax([m.sum() for m in visible]))]
+        video.instances[fid] = shown
+        ids, frame_masks, frame_codes = (
+            list(shown),
+            [visible[k] for k in shown],
+            [codes[k] for k in shown],
+        )
+        if len(shown) >= 2 and duplicate_at is not None and "duplicate" not in faults:
+            # a second entry for the last instance, holding part of its mask (union = first entry)
+            part = visible[shown[-1]].copy()
+            part[: int(np.median(np.nonzero(part)[0])) if part.any() else 0] = False
+            ids.append(shown[-1])
+            frame_masks.append(part)
+            frame_codes.append(codes[shown[-1]])
+            faults["duplicate"] = fid
+        elif len(shown) >= 2 and extra_mask_at is not None and "extra_mask" not in faults:
+            blob = np.zeros_like(visible[0])  # a mask that belongs to no listed instance
+            h, w = blob.shape
+            y, x = int(rng.integers(0, h // 2)), int(rng.integers(0, w // 2))
+            blob[y : y + h // 4 + 1, x : x + w // 4 + 1] = True
+            frame_masks.append(blob)
+            frame_codes.append(codes[0])
+            faults["extra_mask"] = fid
+        write_frame_h5(folder / f"{fid:05d}.h5", ids, frame_masks, frame_codes)
+    return faults
+
+
+def write_tables(
+    root: Path, videos: list[PlannedVideo], height: int, rows: list[list[str]], missed: list[str]
+) -> None:
+    """Write videoset.csv (headerless), a2d_annotation.txt and a2d_missed_videos.txt."""
+    with open(root / "Release" / "videoset.csv", "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        for k, v in enumerate(videos):
+            start = 5 + 7 * k % 50
+            end = start + max(1, round(v.scene.num_frames / FPS))
+            writer.writerow([
+                v.video_id, v.scene.actors[0].code, f"00:{start // 60:02d}:{start % 60:02d}",
+                f"00:{end // 60:02d}:{end % 60:02d}", height, v.width, v.scene.num_frames,
+                len(v.annotated_frames), v.subset,
+            ])  # fmt: skip
+    text = root / "text_annotations"
+    with open(text / "a2d_annotation.txt", "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["video_id", "instance_id", "query"])
+        writer.writerows(rows)
+    (text / "a2d_missed_videos.txt").write_text("".join(f"{vid}\n" for vid in missed))
+
+
+def _raw_query(query: str, style: int) -> str:
+    """The real file's untidy spellings: a leading space and capitals, or Title Case."""
+    if style == 0:
+        return " " + query[:1].upper() + query[1:]
+    return query.title()
+
+
+def write_a2d(
+    root: str | Path,
+    num_videos: int = 12,
+    seed: int = 0,
+    height: int = 320,
+    width: int | None = None,
+    num_frames: tuple[int, int] = (40, 64),
+    annotated_per_video: int = 3,
+    test_fraction: float = 0.25,
+    quirks: bool = True,
+    word2vec: bool = True,
+    min_actors: int = 2,
+    max_actors: int = 4,
+) -> Path:
+    """Write a small A2D-Sentences dataset under ``root`` in the real layout; returns ``root``.
+
+    Every actor of every clip gets one query that fits it alone. ``width=None`` gives each video
+    its own width (4:3 to 16:9, even). With ``quirks`` the real release's faults are copied:
+    a ``1 (copy)`` row, untidy queries, a missed video (its rows kept), a duplicate instance id,
+    a frame with more masks than instances, and frames with one instance (2-D ``reMask``).
+    ``toy_manifest.json`` records the scenes, the samples per split and where each quirk went.
+    """
+    if num_videos < 1:
+        raise ValueError(f"num_videos must be >= 1, got {num_videos}")
+    if height < 16 or height % 2 or (width is not None and (width < 16 or width % 2)):
+        raise ValueError(f"height/width must be even and >= 16, got {height}/{width}")
+    if not 2 <= num_frames[0] <= num_frames[1]:
+        raise ValueError(f"num_frames must be (lo, hi) with 2 <= lo <= hi, got {num_frames}")
+    if not 1 <= min_actors <= max_actors:
+        raise ValueError(f"need 1 <= min_actors <= max_actors, got {min_actors}, {max_actors}")
+    if annotated_per_video < 1 or not 0.0 <= test_fraction <= 1.0:
+        raise ValueError(
+            f"annotated_per_video must be >= 1 and test_fraction in [0, 1], "
+            f"got {annotated_per_video}, {test_fraction}"
+        )
+    root = Path(root)
+    for sub in ("Release/clips320H", "text_annotations/a2d_annotation_with_instances"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    order = [int(i) for i in rng.permutation(num_videos)]  # quirks go to order[0], order[1], ...
+    videos = plan_videos(
+        rng, num_videos, height, width, num_frames, annotated_per_video, test_fraction,
+        min_actors, max_actors, exit_video=order[0] if quirks and max_actors > 1 else None,
+    )  # fmt: skip
+    min_pixels = max(4, round(0.003 * height * height))
+    placed: dict[str, dict] = {}
+    for rank, i in enumerate(order):  # the exit video first; faults go to the videos after it
+        may_fault = quirks and (rank > 0 or num_videos == 1)
+        masks = render_video(videos[i], root, height)
+        faults = write_annotations(
+            videos[i], root, masks, min_pixels,
+            duplicate_at=0 if may_fault and "duplicate_instance" not in placed else None,
+            extra_mask_at=0 if may_fault and "extra_mask" not in placed else None, rng=rng,
+        )  # fmt: skip
+        vid = videos[i].video_id
+        if "duplicate" in faults:
+            dup = videos[i].instances[faults["duplicate"]][-1]
+            placed["duplicate_instance"] = {"video_id": vid, "frame": faults["duplicate"],
+                                            "instance_id": dup}  # fmt: skip
+        if "extra_mask" in faults:
+            placed["extra_mask"] = {"video_id": vid, "frame": faults["extra_mask"]}
+    rows: list[list[str]] = []
+    raw_rows = {order[(3 + k) % num_videos]: k for k in range(min(2, num_videos))} if quirks else {}
+    copy_video = next((order[(1 + k) % num_videos] for k in range(num_videos)
+                       if len(videos[order[(1 + k) % num_videos]].queries) > 1), None)  # fmt: skip
+    for i, v in enumerate(videos):
+        for k, query in enumerate(v.queries):
+            raw = _raw_query(query, raw_rows[i]) if k == 0 and i in raw_rows else query
+            rows.append([v.video_id, str(k), raw])
+            if raw != query:
+                placed.setdefault("raw_queries", []).append(
+                    {"video_id": v.video_id, "instance_id": k, "raw": raw, "query": query}
+                )
+            if quirks and i == copy_video and k == 1:
+                rows.append([v.video_id, COPY_INSTANCE, query])
+                placed["copy_row"] = {"video_id": v.video_id, "instance_id": COPY_INSTANCE}
+    missed = [videos[order[2 % num_videos]].video_id] if quirks else []
+    if missed:
+        placed["missed_videos"] = missed
+    write_tables(root, videos, height, rows, missed)
+    placed["single_instance_frames"] = [
+        [v.video_id, fid] for v in videos for fid, shown in sorted(v.instances.items())
+        if len(shown) == 1 and placed.get("extra_mask") != {"video_id": v.video_id, "frame": fid}
+    ]  # fmt: skip
+    if word2vec:
+        sentences = [" ".join(q.lower().split()) for v in videos for q in v.queries]
+        write_word2vec(root / "word2vec.bin", sentences + vocabulary_sentences(), seed=seed)
+    write_manifest(root, videos, height, seed, placed, missed)
+    return root
+
+
+def write_manifest(
+    root: Path, videos: list[PlannedVideo], height: int, seed: int, quirks: dict, missed: list[str]
+) -> None:
+    """``toy_manifest.json``: what was generated, for tests; no reader may depend on it."""
+    samples = {"train": 0, "test": 0}
+    described = {}
+    for v in videos:
+        actors = []
+        for k, actor in enumerate(v.scene.actors):
+            frames = [fid for fid, shown in sorted(v.instances.items()) if k in shown]
+            if v.video_id not in missed:
+                samples["test" if v.subset else "train"] += len(frames)
+            actors.append({**asdict(actor), "instance_id": k, "code": actor.code,
+                           "query": " ".join(v.queries[k].lower().split()),
+                           "attributes": list(v.attributes[k]), "frames": frames})  # fmt: skip
+        described[v.video_id] = {
+            "subset": v.subset, "height": height, "width": v.width,
+            "num_frames": v.scene.num_frames, "annotated_frames": v.annotated_frames,
+            "instances": {str(fid): ids for fid, ids in sorted(v.instances.items())},
+            "actors": actors,
+        }  # fmt: skip
+    manifest = {"format": "a2d", "seed": seed, "fps": FPS, "num_samples": samples,
+                "quirks": quirks, "videos": described}  # fmt: skip
+    (root / "toy_manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
