@@ -1,0 +1,284 @@
+"""Referring-segmentation figures as plain functions: per-sample areas, IoU, P@K, mAP.
+
+Conventions, shared by both protocols unless stated:
+
+- A sample is one frame: one predicted mask, one target mask (boolean, same size) and a score.
+- ``IoU = |P and G| / |P or G|``; the IoU of an empty prediction against an empty target is 1
+  (nothing to find, nothing found).
+- ``overall_iou`` = sum of intersections / sum of unions over all samples (1 when every union is
+  empty); ``mean_iou`` = mean of the per-sample IoU.
+- ``acga`` protocol (ACGA, Gavrilyuk et al., CMPC-V, LBDT): P@K counts ``IoU >= K``; "mAP 0.5:0.95"
+  is the mean of P@K over K = 0.50, 0.55, ..., 0.95, written as exact decimals (an IoU of exactly
+  11/20 passes K = 0.55).
+- ``mttr`` protocol (MTTR, ReferFormer): P@K counts ``IoU > K``; "mAP" is COCO AP@0.5:0.95 as
+  pycocotools computes it (see :func:`coco_mask_ap` for how samples become a COCO data set).
+
+Areas are exact integer counts; figures are float64, so a threshold comparison is decided by the
+integer pixel counts and never by float32 rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ACGA_MAP_THRESHOLDS",
+    "COCO_IOU_THRESHOLDS",
+    "COCO_RECALL_THRESHOLDS",
+    "PROTOCOLS",
+    "REPORTED_THRESHOLDS",
+    "MaskAreas",
+    "acga_map",
+    "coco_mask_ap",
+    "deduplicate",
+    "iou",
+    "mask_areas",
+    "mean_iou",
+    "overall_iou",
+    "precision_at",
+    "referring_segmentation_metrics",
+]
+
+PROTOCOLS = ("acga", "mttr")
+REPORTED_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+ACGA_MAP_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+# The very arrays pycocotools builds (Params.setDetParams); note 0.6000000000000001 and
+# 0.7000000000000001: an IoU of exactly 7/10 does not pass COCO's "0.7" threshold.
+COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+COCO_RECALL_THRESHOLDS = np.linspace(
+    0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True
+)
+
+# An int64 word holds 8 byte lanes. Summing at most 127 words of 0/1 bytes keeps every lane below
+# 128: no carry between lanes and no signed overflow, so the 8 lanes of a chunk's sum add up to the
+# number of ones in the chunk. Counting this way reads 8 pixels per element instead of 1.
+_LANE_WORDS = 127
+_CHUNK_BYTES = 8 * _LANE_WORDS
+# Masks are counted in groups of about this many pixels: the working buffer stays in cache on CPU.
+_GROUP_PIXELS = 1 << 22
+_ZEROS: dict[torch.device, Tensor] = {}
+_MASKS_HELP = "a (B, H, W) tensor or a list of (H, W) tensors"
+
+
+class MaskAreas(NamedTuple):
+    """Per-sample pixel counts, int64 tensors of shape (N,)."""
+
+    intersection: Tensor
+    union: Tensor
+    target_area: Tensor
+
+
+def _as_mask_list(masks: Tensor | Sequence[Tensor], name: str) -> list[Tensor]:
+    if isinstance(masks, Tensor):
+        if masks.ndim != 3:
+            raise ValueError(f"{name} must be {_MASKS_HELP}, got shape {tuple(masks.shape)}")
+        return list(masks.unbind(0))
+    if not isinstance(masks, Sequence):
+        raise ValueError(f"{name} must be {_MASKS_HELP}, got {type(masks).__name__}")
+    return list(masks)
+
+
+def _check_pairs(preds: list[Tensor], targets: list[Tensor]) -> None:
+    if len(preds) != len(targets):
+        raise ValueError(f"preds has {len(preds)} masks but targets has {len(targets)}")
+    for i, (p, t) in enumerate(zip(preds, targets, strict=True)):
+        for name, m in (("preds", p), ("targets", t)):
+            if not isinstance(m, Tensor) or m.dtype != torch.bool or m.ndim != 2:
+                what = (
+                    f"{m.dtype} tensor of shape {tuple(m.shape)}"
+                    if isinstance(m, Tensor)
+                    else type(m).__name__
+                )
+                raise ValueError(f"{name}[{i}] must be a boolean (H, W) tensor, got {what}")
+        if p.shape != t.shape:
+            raise ValueError(
+                f"preds[{i}] has shape {tuple(p.shape)} but targets[{i}] has {tuple(t.shape)}"
+            )
+        if p.device != t.device or p.device != preds[0].device:
+            raise ValueError(
+                f"preds[{i}] is on {p.device} and targets[{i}] on {t.device}; use one device"
+            )
+
+
+def _zeros(device: torch.device) -> Tensor:
+    if device not in _ZEROS:
+        _ZEROS[device] = torch.zeros(_CHUNK_BYTES, dtype=torch.bool, device=device)
+    return _ZEROS[device]
+
+
+def _group_areas(preds: list[Tensor], targets: list[Tensor]) -> Tensor:
+    """(3, n) counts [pred area, target area, intersection] of masks laid out in one buffer."""
+    n, device = len(preds), preds[0].device
+    padded = [-(-p.numel() // _CHUNK_BYTES) * _CHUNK_BYTES for p in preds]
+    total = sum(padded)
+    zeros = _zeros(device)
+    pieces = []
+    for masks in (preds, targets):
+        for m, size in zip(masks, padded, strict=True):
+            pieces.append(m.reshape(-1))
+            if size > m.numel():
+                pieces.append(zeros[: size - m.numel()])
+    buffer = torch.empty(3 * total, dtype=torch.bool, device=device)  # [preds | targets | and]
+    torch.cat(pieces, out=buffer[: 2 * total])
+    torch.bitwise_and(buffer[:total], buffer[total : 2 * total], out=buffer[2 * total :])
+    lanes = buffer.view(torch.uint8).view(torch.int64).view(-1, _LANE_WORDS).sum(1)  # (chunks,)
+    per_chunk = lanes.view(torch.uint8).view(-1, 8).sum(1)  # (chunks,) ones per chunk
+    cumulative = torch.cat([per_chunk.new_zeros(1), per_chunk.cumsum(0)])  # (chunks + 1,)
+    ends = np.cumsum([0] + [s // _CHUNK_BYTES for s in padded] * 3)
+    return torch.diff(cumulative[torch.as_tensor(ends, device=device)]).view(3, n)
+
+
+def mask_areas(preds: Tensor | Sequence[Tensor], targets: Tensor | Sequence[Tensor]) -> MaskAreas:
+    """Per-sample intersection, union and target area of boolean masks, counted on their device.
+
+    ``preds`` and ``targets`` are each a (B, H, W) boolean tensor or a list of (H_i, W_i) boolean
+    tensors (frames may differ in size); pair i must have one shape. The counts are exact and
+    vectorised: masks are laid out in one buffer and summed 8 pixels per int64 word.
+    """
+    pred_list = _as_mask_list(preds, "preds")
+    target_list = _as_mask_list(targets, "targets")
+    _check_pairs(pred_list, target_list)
+    if not pred_list:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return MaskAreas(empty, empty.clone(), empty.clone())
+    groups, start, pixels = [], 0, 0
+    for i, p in enumerate(pred_list):
+        pixels += p.numel()
+        if pixels >= _GROUP_PIXELS or i == len(pred_list) - 1:
+            groups.append(_group_areas(pred_list[start : i + 1], target_list[start : i + 1]))
+            start, pixels = i + 1, 0
+    pred_area, target_area, intersection = torch.cat(groups, dim=1)
+    return MaskAreas(intersection, pred_area + target_area - intersection, target_area)
+
+
+def iou(intersection: Tensor, union: Tensor) -> Tensor:
+    """Per-sample IoU (float64) from pixel counts; 1 where the union is empty (empty vs empty)."""
+    intersection, union = intersection.double(), union.double()
+    return torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union))
+
+
+def precision_at(ious: Tensor, thresholds: Sequence[float], *, strict: bool = False) -> Tensor:
+    """Share of samples whose IoU passes each threshold: ``IoU >= K``, or ``IoU > K`` if ``strict``.
+
+    Returns a float64 tensor (len(thresholds),); NaN when there are no samples.
+    """
+    k = torch.tensor(list(thresholds), dtype=torch.float64, device=ious.device)  # (K,)
+    ious = ious.double()[None, :]  # (1, N)
+    passed = ious > k[:, None] if strict else ious >= k[:, None]  # (K, N)
+    return (
+        passed.sum(1).double() / ious.shape[1] if ious.shape[1] else torch.full_like(k, torch.nan)
+    )
+
+
+def acga_map(ious: Tensor) -> Tensor:
+    """ACGA's "mAP 0.5:0.95": the mean of P@K (``IoU >= K``) over K = 0.50, 0.55, ..., 0.95."""
+    return precision_at(ious, ACGA_MAP_THRESHOLDS).mean()
+
+
+def overall_iou(intersection: Tensor, union: Tensor) -> Tensor:
+    """Sum of intersections over sum of unions (1 if every union is empty; NaN with no samples)."""
+    if intersection.numel() == 0:
+        return torch.tensor(torch.nan, dtype=torch.float64)
+    return iou(intersection.sum(), union.sum())
+
+
+def mean_iou(ious: Tensor) -> Tensor:
+    """Mean of the per-sample IoU (NaN with no samples)."""
+    return ious.double().mean()
+
+
+def coco_mask_ap(ious: Tensor, scores: Tensor, has_target: Tensor) -> float:
+    """COCO AP@[0.5:0.95] of one scored prediction per sample, equal to pycocotools' ``stats[0]``.
+
+    The samples are read as the COCO data set MTTR builds, class-agnostic (``useCats=0``): sample i
+    (in the given order) is image i; its prediction is one segm detection with ``scores[i]``; its
+    target is one GT annotation (``iscrowd=0``) when ``has_target[i]``. With one GT and one
+    detection per image, pycocotools' matching reduces to: the detection is a true positive at
+    threshold t iff the image has a GT and ``IoU >= t`` (its rule ``if iou < t: continue``, t from
+    ``np.linspace(0.5, 0.95, 10)``, so IoU = 0.7 exactly misses t = 0.7000000000000001). Ranking is
+    pycocotools' stable sort by descending score, so ties keep the given (image) order.
+
+    Empty target: pycocotools has no notion of an empty mask, so one chooses an encoding. We give
+    the image no GT annotation (``has_target`` False): its detection is a false positive and it
+    adds nothing to the recall denominator, as for any COCO image without objects. (Encoding it
+    instead as a zero-area annotation would add a GT that can never be matched, because
+    pycocotools' IoU against an empty mask is 0.) ``ious`` of such samples are not used.
+
+    Returns NaN when no sample has a target (pycocotools reports -1 there).
+    """
+    iou_np = ious.detach().double().cpu().numpy()
+    score_np = scores.detach().double().cpu().numpy()
+    has_target_np = has_target.detach().cpu().numpy().astype(bool)
+    num_gt = int(np.count_nonzero(has_target_np))
+    if num_gt == 0:
+        return float("nan")
+    order = np.argsort(-score_np, kind="mergesort")
+    thresholds = np.minimum(COCO_IOU_THRESHOLDS, 1 - 1e-10)[:, None]  # (T, 1)
+    matched = has_target_np[order][None, :] & (iou_np[order][None, :] >= thresholds)  # (T, N)
+    tp = np.cumsum(matched, axis=1).astype(float)
+    fp = np.cumsum(~matched, axis=1).astype(float)
+    recall = tp / num_gt
+    precision = tp / (fp + tp + np.spacing(1))
+    precision = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]  # monotone envelope
+    interpolated = np.zeros((len(COCO_IOU_THRESHOLDS), len(COCO_RECALL_THRESHOLDS)))  # (T, R)
+    for t in range(len(COCO_IOU_THRESHOLDS)):
+        idx = np.searchsorted(recall[t], COCO_RECALL_THRESHOLDS, side="left")
+        valid = idx < recall.shape[1]
+        interpolated[t, valid] = precision[t, idx[valid]]
+    return float(np.mean(interpolated[interpolated > -1]))
+
+
+def deduplicate(sample_ids: Tensor, *columns: Tensor) -> tuple[Tensor, ...]:
+    """Keep one record per sample id, ordered by ascending id; returns ``(ids, *columns)``.
+
+    Where an id repeats (DistributedSampler pads shards with repeated samples), the record kept is
+    the first in lexicographic order of ``(id, *columns)``, so the choice does not depend on which
+    process saw which copy.
+    """
+    keys = [c.detach().double().cpu().numpy() for c in reversed(columns)]
+    ids = sample_ids.detach().cpu().numpy()
+    order = np.lexsort([*keys, ids])
+    sorted_ids = ids[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    keep = torch.as_tensor(order[first], device=sample_ids.device)
+    return (sample_ids[keep], *(c[keep] for c in columns))
+
+
+def referring_segmentation_metrics(
+    intersection: Tensor,
+    union: Tensor,
+    target_area: Tensor,
+    scores: Tensor | None = None,
+    protocol: str = "acga",
+) -> dict[str, float]:
+    """All figures of one protocol from per-sample counts (and scores, for ``mttr`` mAP).
+
+    Keys: ``P@0.5`` ... ``P@0.9``, ``mAP@0.5:0.95``, ``overall_iou``, ``mean_iou`` (fractions in
+    [0, 1], NaN without samples) and ``num_samples``. Sample order matters only for ``mttr`` mAP
+    with tied scores (see :func:`coco_mask_ap`). ``scores=None`` gives every sample a score of 1.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    ious = iou(intersection, union)
+    strict = protocol == "mttr"
+    result = {
+        f"P@{k}": float(v)
+        for k, v in zip(
+            REPORTED_THRESHOLDS, precision_at(ious, REPORTED_THRESHOLDS, strict=strict), strict=True
+        )
+    }
+    if protocol == "acga":
+        result["mAP@0.5:0.95"] = float(acga_map(ious))
+    else:
+        scores = torch.ones_like(ious) if scores is None else scores
+        result["mAP@0.5:0.95"] = coco_mask_ap(ious, scores, target_area > 0)
+    result["overall_iou"] = float(overall_iou(intersection, union))
+    result["mean_iou"] = float(mean_iou(ious))
+    result["num_samples"] = float(ious.numel())
+    return result
