@@ -111,11 +111,14 @@ class CacheJob:
     view: int
 
 
-def cache_jobs(dataset: Any, views: Sequence[int]) -> list[CacheJob]:
+def cache_jobs(
+    dataset: Any, views: Sequence[int], indices: Sequence[int] | None = None
+) -> list[CacheJob]:
     """One job per distinct (video, annotated frame) of ``dataset`` (a reader with ``records``)
-    and per view; every query on that frame shares the entry."""
+    and per view, over ``indices`` (default all); every query on that frame shares the entry."""
     jobs, seen = [], set()
-    for index, r in enumerate(dataset.records):
+    for index in range(len(dataset.records)) if indices is None else indices:
+        r = dataset.records[index]
         for view in views:
             key = entry_key(r["video_id"], r["frame_idx"], view)
             if key not in seen:
