@@ -95,7 +95,7 @@ def load_word_vectors(path: str | Path, limit: int | None = None) -> KeyedVector
             if not isinstance(kv, KeyedVectors):
                 kv = kv.wv  # a full Word2Vec/FastText model
             if limit is not None and limit < len(kv):
-                small = KeyedVectors(kv.vector_size, count=limit)
+                small = KeyedVectors(kv.vector_size)
                 small.add_vectors(kv.index_to_key[:limit], kv.vectors[:limit])
                 kv = small
         else:
