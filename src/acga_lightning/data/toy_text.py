@@ -119,7 +119,11 @@ def vocabulary_sentences() -> list[str]:
 
 
 def _stable_hash(text: str) -> int:
-    """gensim seeds each word's vector with ``hashfxn``; Python's ``hash`` varies per process."""
+    """A per-word number that, unlike ``hash``, does not change with PYTHONHASHSEED.
+
+    It seeds the random part of each vector; it is also given to gensim as ``hashfxn``, which
+    older gensim releases used to seed the initial vectors.
+    """
     return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:4], "little")
 
 
