@@ -17,6 +17,7 @@ from acga_lightning.data.resize import (
     restore_mask,
 )
 from acga_lightning.data.sample import build_sample, frames_to_tensor, make_sample_id
+from acga_lightning.data.toy import write_a2d, write_jhmdb
 from acga_lightning.data.transforms import ClipAugment, swap_left_right
 from acga_lightning.data.video import VideoReadError, clip_indices, probe_video, read_window
 from acga_lightning.data.words import WordStats, encode_query, load_word_vectors, tokenize
@@ -45,11 +46,6 @@ __all__ = [
     "restore_mask",
     "swap_left_right",
     "tokenize",
+    "write_a2d",
+    "write_jhmdb",
 ]
-
-try:  # generated data (helper "toy"); optional only until data/toy.py lands
-    from acga_lightning.data.toy import write_a2d, write_jhmdb  # noqa: F401
-
-    __all__ += ["write_a2d", "write_jhmdb"]
-except ImportError:
-    pass

@@ -17,7 +17,8 @@ How the known faults are handled (counted in ``dataset.faults``, logged):
 
 Bad samples: in ``strict`` mode they raise an error naming the file; otherwise they are dropped
 at index time and counted by reason in ``dataset.skipped``: ``missing_video``, ``corrupt_video``
-(cannot be opened or probed), ``missing_h5`` (a video with queries but no annotation frames),
+(cannot be opened or probed), ``missing_h5`` (a video with queries but no annotation frames:
+counted per query; fewer h5 files than videoset.csv's annotated-frame count: counted per frame),
 ``bad_h5`` (unreadable h5), ``missing_mask`` (an instance listed without a mask),
 ``mask_size_mismatch`` (mask size != video size), ``missed_video`` (the official exclusion list),
 ``empty_query``. Corruption that only shows when decoding (a truncated stream) raises
@@ -104,6 +105,7 @@ class _IndexBuilder:
         self.root, self.split, self.strict = root, split, strict
         self.skipped = SkipCounter(f"A2DSentences[{split}] skipped")
         self.faults = SkipCounter(f"A2DSentences[{split}] faults")
+        self.annotated_frames: dict[str, int] = {}
 
     def fail(self, reason: str, detail: str, n: int = 1) -> None:
         if self.strict:
@@ -115,9 +117,10 @@ class _IndexBuilder:
         subsets: dict[str, int] = {}
         with open(path, newline="", encoding="utf-8") as f:
             for line, row in enumerate(csv.reader(f), start=1):
-                if len(row) != 9 or not row[8].strip().isdigit():
+                if len(row) != 9 or not row[8].strip().isdigit() or not row[7].strip().isdigit():
                     raise ValueError(f"{path}:{line}: expected 9 columns ending in 0/1, got {row}")
                 subsets[row[0].strip()] = int(row[8])
+                self.annotated_frames[row[0].strip()] = int(row[7])
         with open(self.root / MISSED, encoding="utf-8") as f:
             missed = {line.strip() for line in f if line.strip()}
         return subsets, missed
@@ -152,6 +155,14 @@ class _IndexBuilder:
         if not h5_files:
             self.fail("missing_h5", f"{h5_dir}: no annotated frames for {vid}", len(queries))
             return []
+        lost = self.annotated_frames[vid] - len(h5_files)
+        if lost > 0:  # the frames (and so the samples) cannot be known: count the frames
+            self.fail(
+                "missing_h5",
+                f"{h5_dir}: {lost} of the {self.annotated_frames[vid]} annotated frames of {vid} "
+                f"({VIDEOSET}) have no h5 file",
+                lost,
+            )
         records = []
         for path in h5_files:
             try:
