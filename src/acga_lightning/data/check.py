@@ -117,10 +117,11 @@ def _read_csv(path: Path, report: CheckReport) -> list[list[str]] | None:
         return list(csv.reader(f))
 
 
-def _check_videoset(root: Path, report: CheckReport) -> dict[str, list[str]]:
-    """Rows of videoset.csv by video id; malformed rows are reported and left out."""
+def _check_videoset(root: Path, report: CheckReport) -> tuple[dict[str, list[str]], set[str]]:
+    """Well-formed rows of videoset.csv by video id, and every id listed (malformed rows too)."""
     rows = _read_csv(root / VIDEOSET, report) or []
     videos: dict[str, list[str]] = {}
+    listed = {row[0].strip() for row in rows if row}
     for line, row in enumerate(rows, start=1):
         where = f"{root / VIDEOSET}:{line}"
         if len(row) != 9:
@@ -134,10 +135,10 @@ def _check_videoset(root: Path, report: CheckReport) -> dict[str, list[str]]:
             report.error("duplicate_video", where, f"video {row[0]} listed twice")
         videos[row[0].strip()] = row
     report.counts["videos"] = len(videos)
-    return videos
+    return videos, listed
 
 
-def _check_queries(root: Path, videos: dict, report: CheckReport) -> dict[str, set[int]]:
+def _check_queries(root: Path, listed: set[str], report: CheckReport) -> dict[str, set[int]]:
     """Instance ids queried per video, from a2d_annotation.txt."""
     path = root / ANNOTATION
     rows = _read_csv(path, report)
@@ -158,7 +159,7 @@ def _check_queries(root: Path, videos: dict, report: CheckReport) -> dict[str, s
             report.error("csv_field", where, f"{vid}: non-integer instance_id {inst!r}")
         elif not query.strip():
             report.error("empty_query", where, f"{vid} instance {inst}: empty query")
-        elif vid not in videos:
+        elif vid not in listed:
             report.error("unknown_video", where, f"{vid} is not in {VIDEOSET}")
         else:
             queried[vid].add(int(inst))
@@ -244,8 +245,8 @@ def _check_a2d_video(root: Path, vid: str, row: list[str], queried: set[int],
 
 def check_a2d(root: Path, report: CheckReport, progress: bool) -> None:
     """All A2D-Sentences checks (see the module docstring)."""
-    videos = _check_videoset(root, report)
-    queried = _check_queries(root, videos, report)
+    videos, listed = _check_videoset(root, report)
+    queried = _check_queries(root, listed, report)
     if (root / MISSED).is_file():
         for vid in (root / MISSED).read_text().split():
             report.warn("missed_video", root / MISSED, f"{vid} (known; excluded by the readers)")
