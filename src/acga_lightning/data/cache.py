@@ -320,7 +320,8 @@ class FeatureCache:
             raise ValueError(
                 f"features for {key}: expected shape {self.entry_shape}, got {features.shape}"
             )
-        stored = np.ascontiguousarray(features, dtype=self.dtype)
+        with np.errstate(over="ignore"):  # overflow becomes inf, refused just below
+            stored = np.ascontiguousarray(features, dtype=self.dtype)
         if not np.isfinite(stored).all():
             raise ValueError(
                 f"features for {key} are not finite in {self.dtype} (overflow?); "
