@@ -47,8 +47,8 @@ __all__ = [
 PROTOCOLS = ("acga", "mttr")
 REPORTED_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 ACGA_MAP_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
-# The very arrays pycocotools builds (Params.setDetParams); note 0.6000000000000001 and
-# 0.7000000000000001: an IoU of exactly 7/10 does not pass COCO's "0.7" threshold.
+# The very arrays pycocotools builds (Params.setDetParams). They are not exact decimals: the
+# "0.9" IoU threshold is 0.8999999999999999 with numpy 2.x; reusing the arrays keeps us bit-equal.
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 COCO_RECALL_THRESHOLDS = np.linspace(
     0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True
@@ -199,8 +199,8 @@ def coco_mask_ap(ious: Tensor, scores: Tensor, has_target: Tensor) -> float:
     (in the given order) is image i; its prediction is one segm detection with ``scores[i]``; its
     target is one GT annotation (``iscrowd=0``) when ``has_target[i]``. With one GT and one
     detection per image, pycocotools' matching reduces to: the detection is a true positive at
-    threshold t iff the image has a GT and ``IoU >= t`` (its rule ``if iou < t: continue``, t from
-    ``np.linspace(0.5, 0.95, 10)``, so IoU = 0.7 exactly misses t = 0.7000000000000001). Ranking is
+    threshold t iff the image has a GT and ``IoU >= t`` (its rule ``if iou < t: continue``, with
+    t from the same ``np.linspace(0.5, 0.95, 10)``; an IoU exactly at t matches). Ranking is
     pycocotools' stable sort by descending score, so ties keep the given (image) order.
 
     Empty target: pycocotools has no notion of an empty mask, so one chooses an encoding. We give

@@ -109,9 +109,7 @@ class ReferringSegmentationMetrics(Metric):
     def compute(self) -> dict[str, Tensor]:
         """The figures over every (distinct) sample seen since the last reset, on all processes."""
         intersection, union, target_area, score, sample_id = (
-            dim_zero_cat(getattr(self, name)).cpu()
-            if getattr(self, name)
-            else torch.zeros(0, dtype=torch.float64)
+            self._gathered(name)
             for name in ("intersection", "union", "target_area", "score", "sample_id")
         )
         has_id = sample_id >= 0
@@ -132,10 +130,16 @@ class ReferringSegmentationMetrics(Metric):
         dtype = torch.float32 if self.device.type == "mps" else torch.float64
         return {k: torch.tensor(v, dtype=dtype, device=self.device) for k, v in result.items()}
 
+    def _gathered(self, name: str) -> Tensor:
+        """A state as one CPU tensor (a list before the DDP sync, a tensor after it)."""
+        value = getattr(self, name)
+        if isinstance(value, list) and not value:
+            return torch.zeros(0, dtype=torch.float64)
+        return dim_zero_cat(value).cpu()
+
     def _check_targets_agree(self) -> None:
         """Repeated ids must carry one target: otherwise ids were reused for different samples."""
-        ids = dim_zero_cat(self.sample_id).cpu()
-        areas = dim_zero_cat(self.target_area).cpu()
+        ids, areas = self._gathered("sample_id"), self._gathered("target_area")
         order = torch.argsort(ids, stable=True)
         ids, areas = ids[order], areas[order]
         same_id = ids[1:] == ids[:-1]
