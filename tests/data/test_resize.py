@@ -140,3 +140,13 @@ def test_restore_batches_and_floats() -> None:
 def test_restore_rejects_non_square() -> None:
     with pytest.raises(ValueError, match="mask"):
         restore_mask(torch.zeros(4, 5), (10, 10))
+
+
+def test_read_only_and_flipped_arrays_are_accepted() -> None:
+    frames = np.arange(2 * 8 * 12 * 3, dtype=np.uint8).reshape(2, 8, 12, 3)
+    mask = frames[0, :, :, 0] > 100
+    flipped = resize_frames(frames[:, :, ::-1], 8)
+    assert torch.equal(flipped, resize_frames(np.ascontiguousarray(frames[:, :, ::-1]), 8))
+    frames.flags.writeable = False
+    assert torch.equal(resize_frames(frames, 8), resize_frames(frames.copy(), 8))
+    assert torch.equal(resize_mask(mask[:, ::-1], 8), resize_mask(mask[:, ::-1].copy(), 8))

@@ -234,7 +234,7 @@ class JHMDBSentences(Dataset):
             path = r["frames_dir"] / f"{min(max(i, 0), n - 1) + 1:05d}.png"
             try:
                 with Image.open(path) as im:
-                    frames.append(np.asarray(im.convert("RGB")))
+                    frames.append(np.array(im.convert("RGB")))
             except OSError as err:
                 raise JHMDBSampleError(f"{path}: cannot read frame ({err})") from err
         orig_mask = read_part_mask(r["masks_path"], r["frame_idx"])  # (H, W)

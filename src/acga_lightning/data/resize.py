@@ -82,6 +82,13 @@ def compute_geometry(
     return ResizeGeometry((h, w), int(size), policy, (rh, rw), offset)
 
 
+def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A tensor view of an array; read-only or negatively strided arrays are copied first."""
+    if isinstance(x, np.ndarray) and (not x.flags.writeable or any(s < 0 for s in x.strides)):
+        x = np.array(x)
+    return torch.as_tensor(x)
+
+
 def _interpolate(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize of ``(N, C, H, W)``; antialiased when shrinking."""
     if tuple(x.shape[-2:]) == tuple(size):
@@ -113,7 +120,7 @@ def resize_frames(
 
     Letterbox padding is black.
     """
-    x = torch.as_tensor(frames)
+    x = _as_tensor(frames)
     if x.dtype != torch.uint8 or x.ndim not in (3, 4) or x.shape[-1] != 3:
         raise ValueError(f"frames: expected uint8 (T, H, W, 3), got {x.dtype} {tuple(x.shape)}")
     single = x.ndim == 3
@@ -128,7 +135,7 @@ def resize_frames(
 
 def resize_mask(mask: np.ndarray | torch.Tensor, size: int, policy: str = "cover") -> torch.Tensor:
     """The model-resolution target: bool/0-1 mask ``(h, w)`` -> float32 ``(S, S)`` in {0, 1}."""
-    m = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask)
+    m = _as_tensor(mask)
     if m.ndim != 2:
         raise ValueError(f"mask: expected (h, w), got {tuple(m.shape)}")
     geom = compute_geometry(tuple(m.shape), size, policy)
