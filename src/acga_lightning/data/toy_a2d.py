@@ -13,6 +13,7 @@ import csv
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -158,11 +159,15 @@ def write_annotations(
     root: Path,
     masks: dict[int, list[np.ndarray]],
     min_pixels: int,
-    duplicate_at: int | None,
-    extra_mask_at: int | None,
     rng: np.random.Generator,
+    duplicate: bool = False,
+    extra_mask: bool = False,
 ) -> dict[str, int]:
-    """Write the h5 files of one video; returns the frames that got an injected fault."""
+    """Write the h5 files of one video; returns the frames that got an injected fault.
+
+    ``duplicate`` repeats an instance id in the first frame with two or more instances;
+    ``extra_mask`` gives the next such frame one mask more than it lists instances.
+    """
     folder = root / "text_annotations" / "a2d_annotation_with_instances" / video.video_id
     folder.mkdir(parents=True, exist_ok=True)
     codes = [a.code for a in video.scene.actors]
@@ -177,7 +182,7 @@ def write_annotations(
             [visible[k] for k in shown],
             [codes[k] for k in shown],
         )
-        if len(shown) >= 2 and duplicate_at is not None and "duplicate" not in faults:
+        if len(shown) >= 2 and duplicate and "duplicate" not in faults:
             # a second entry for the last instance, holding part of its mask (union = first entry)
             part = visible[shown[-1]].copy()
             part[: int(np.median(np.nonzero(part)[0])) if part.any() else 0] = False
@@ -185,7 +190,7 @@ def write_annotations(
             frame_masks.append(part)
             frame_codes.append(codes[shown[-1]])
             faults["duplicate"] = fid
-        elif len(shown) >= 2 and extra_mask_at is not None and "extra_mask" not in faults:
+        elif len(shown) >= 2 and extra_mask and "extra_mask" not in faults:
             blob = np.zeros_like(visible[0])  # a mask that belongs to no listed instance
             h, w = blob.shape
             y, x = int(rng.integers(0, h // 2)), int(rng.integers(0, w // 2))
@@ -224,6 +229,58 @@ def _raw_query(query: str, style: int) -> str:
     if style == 0:
         return " " + query[:1].upper() + query[1:]
     return query.title()
+
+
+def render_all(
+    videos: list[PlannedVideo],
+    order: list[int],
+    root: Path,
+    height: int,
+    quirks: bool,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Write every video and its h5 files; returns where the h5 faults were put."""
+    min_pixels = max(4, round(0.003 * height * height))
+    placed: dict[str, Any] = {}
+    for rank, i in enumerate(order):  # the exit video first; faults go to the videos after it
+        may_fault = quirks and (rank > 0 or len(videos) == 1)
+        masks = render_video(videos[i], root, height)
+        faults = write_annotations(
+            videos[i], root, masks, min_pixels, rng,
+            duplicate=may_fault and "duplicate_instance" not in placed,
+            extra_mask=may_fault and "extra_mask" not in placed,
+        )  # fmt: skip
+        vid = videos[i].video_id
+        if "duplicate" in faults:
+            dup = videos[i].instances[faults["duplicate"]][-1]
+            placed["duplicate_instance"] = {"video_id": vid, "frame": faults["duplicate"],
+                                            "instance_id": dup}  # fmt: skip
+        if "extra_mask" in faults:
+            placed["extra_mask"] = {"video_id": vid, "frame": faults["extra_mask"]}
+    return placed
+
+
+def annotation_rows(
+    videos: list[PlannedVideo], order: list[int], quirks: bool, placed: dict[str, Any]
+) -> list[list[str]]:
+    """Rows of a2d_annotation.txt, with the ``1 (copy)`` row and untidy queries if ``quirks``."""
+    n = len(videos)
+    raw_rows = {order[(3 + k) % n]: k for k in range(min(2, n))} if quirks else {}
+    with_two = [order[(1 + k) % n] for k in range(n) if len(videos[order[(1 + k) % n]].queries) > 1]
+    copy_video = with_two[0] if quirks and with_two else None
+    rows: list[list[str]] = []
+    for i, v in enumerate(videos):
+        for k, query in enumerate(v.queries):
+            raw = _raw_query(query, raw_rows[i]) if k == 0 and i in raw_rows else query
+            rows.append([v.video_id, str(k), raw])
+            if raw != query:
+                placed.setdefault("raw_queries", []).append(
+                    {"video_id": v.video_id, "instance_id": k, "raw": raw, "query": query}
+                )
+            if i == copy_video and k == 1:
+                rows.append([v.video_id, COPY_INSTANCE, query])
+                placed["copy_row"] = {"video_id": v.video_id, "instance_id": COPY_INSTANCE}
+    return rows
 
 
 def write_a2d(
@@ -270,45 +327,15 @@ def write_a2d(
         rng, num_videos, height, width, num_frames, annotated_per_video, test_fraction,
         min_actors, max_actors, exit_video=order[0] if quirks and max_actors > 1 else None,
     )  # fmt: skip
-    min_pixels = max(4, round(0.003 * height * height))
-    placed: dict[str, dict] = {}
-    for rank, i in enumerate(order):  # the exit video first; faults go to the videos after it
-        may_fault = quirks and (rank > 0 or num_videos == 1)
-        masks = render_video(videos[i], root, height)
-        faults = write_annotations(
-            videos[i], root, masks, min_pixels,
-            duplicate_at=0 if may_fault and "duplicate_instance" not in placed else None,
-            extra_mask_at=0 if may_fault and "extra_mask" not in placed else None, rng=rng,
-        )  # fmt: skip
-        vid = videos[i].video_id
-        if "duplicate" in faults:
-            dup = videos[i].instances[faults["duplicate"]][-1]
-            placed["duplicate_instance"] = {"video_id": vid, "frame": faults["duplicate"],
-                                            "instance_id": dup}  # fmt: skip
-        if "extra_mask" in faults:
-            placed["extra_mask"] = {"video_id": vid, "frame": faults["extra_mask"]}
-    rows: list[list[str]] = []
-    raw_rows = {order[(3 + k) % num_videos]: k for k in range(min(2, num_videos))} if quirks else {}
-    copy_video = next((order[(1 + k) % num_videos] for k in range(num_videos)
-                       if len(videos[order[(1 + k) % num_videos]].queries) > 1), None)  # fmt: skip
-    for i, v in enumerate(videos):
-        for k, query in enumerate(v.queries):
-            raw = _raw_query(query, raw_rows[i]) if k == 0 and i in raw_rows else query
-            rows.append([v.video_id, str(k), raw])
-            if raw != query:
-                placed.setdefault("raw_queries", []).append(
-                    {"video_id": v.video_id, "instance_id": k, "raw": raw, "query": query}
-                )
-            if quirks and i == copy_video and k == 1:
-                rows.append([v.video_id, COPY_INSTANCE, query])
-                placed["copy_row"] = {"video_id": v.video_id, "instance_id": COPY_INSTANCE}
+    placed = render_all(videos, order, root, height, quirks, rng)
+    rows = annotation_rows(videos, order, quirks, placed)
     missed = [videos[order[2 % num_videos]].video_id] if quirks else []
     if missed:
         placed["missed_videos"] = missed
     write_tables(root, videos, height, rows, missed)
     placed["single_instance_frames"] = [
         [v.video_id, fid] for v in videos for fid, shown in sorted(v.instances.items())
-        if len(shown) == 1 and placed.get("extra_mask") != {"video_id": v.video_id, "frame": fid}
+        if len(shown) == 1
     ]  # fmt: skip
     if word2vec:
         sentences = [" ".join(q.lower().split()) for v in videos for q in v.queries]
@@ -318,7 +345,12 @@ def write_a2d(
 
 
 def write_manifest(
-    root: Path, videos: list[PlannedVideo], height: int, seed: int, quirks: dict, missed: list[str]
+    root: Path,
+    videos: list[PlannedVideo],
+    height: int,
+    seed: int,
+    quirks: dict[str, Any],
+    missed: list[str],
 ) -> None:
     """``toy_manifest.json``: what was generated, for tests; no reader may depend on it."""
     samples = {"train": 0, "test": 0}
