@@ -65,6 +65,8 @@ class ACGASegmenter(pl.LightningModule):
         resize_policy: str = "cover",
         metrics_protocol: str = "acga",
         num_logged_images: int = 4,
+        channels_last: bool = True,
+        compile: bool = True,
     ) -> None:
         super().__init__()
         specs = {
@@ -93,6 +95,27 @@ class ACGASegmenter(pl.LightningModule):
         self.loss = LOSSES.build(specs["loss"])
         self.val_metrics = self._build_metrics()
         self.test_metrics = self._build_metrics()
+        self.channels_last_inputs = False
+        self.compiled = False
+
+    def _optimise_on_gpu(self) -> None:
+        # channels_last and torch.compile pay off on CUDA; on CPU they only cost start-up time.
+        if self.device.type != "cuda" or self.compiled:
+            return
+        from acga_lightning.perf import optimise_for_speed
+
+        optimise_for_speed(
+            self, compile=self.hparams.compile, channels_last=self.hparams.channels_last
+        )
+
+    def on_fit_start(self) -> None:
+        self._optimise_on_gpu()
+
+    def on_test_start(self) -> None:
+        self._optimise_on_gpu()
+
+    def on_predict_start(self) -> None:
+        self._optimise_on_gpu()
 
     def _build_metrics(self) -> nn.Module | None:
         try:
@@ -113,6 +136,8 @@ class ACGASegmenter(pl.LightningModule):
         if frames is None and features is None:
             raise ValueError("forward needs frames (B, 3, T, S, S) or cached features")
         word_mask = word_mask.bool()
+        if self.channels_last_inputs and frames is not None:
+            frames = frames.contiguous(memory_format=torch.channels_last_3d)
         visual = self.video_encoder(frames=frames, features=features)  # (B, C_v, G, G)
         text = self.text_encoder(words, word_mask)  # (B, N, D)
         attended: AttentionOutput = self.attention(visual, text, word_mask)

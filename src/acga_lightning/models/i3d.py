@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from acga_lightning.models.fast_stem import strided_conv3d_via_space_to_depth
+
 log = logging.getLogger(__name__)
 
 ENDPOINTS: tuple[str, ...] = (
@@ -99,10 +101,16 @@ class Unit3D(nn.Module):
             in_channels, out_channels, self.kernel_size, self.stride, padding=static, bias=False
         )
         self.bn = nn.BatchNorm3d(out_channels, eps=1e-3, momentum=0.01)
+        # The same convolution computed on a space-to-depth input (models/fast_stem.py); only
+        # for stride 2 in every dimension, i.e. the stem. Set by the encoder's fast_stem switch.
+        self.space_to_depth = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.dynamic_padding:
             x = _pad_same(x, self.kernel_size, self.stride, 0.0)
+        if self.space_to_depth and self.stride == (2, 2, 2):
+            weight = self.conv3d.weight.to(x.dtype) if x.is_floating_point() else self.conv3d.weight
+            return F.relu(self.bn(strided_conv3d_via_space_to_depth(x, weight)))
         return F.relu(self.bn(self.conv3d(x)))
 
 

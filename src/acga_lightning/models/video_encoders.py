@@ -114,6 +114,7 @@ class I3DEncoder(nn.Module):
         num_frames: int = 16,
         frame_size: int = 512,
         l2_normalize: bool = True,
+        fast_stem: bool = True,
     ) -> None:
         super().__init__()
         if frozen_through is not None and frozen_through not in ENDPOINTS:
@@ -128,6 +129,8 @@ class I3DEncoder(nn.Module):
         self.frozen_through = frozen_through
         self.num_frames, self.frame_size, self.l2_normalize = num_frames, frame_size, l2_normalize
         self.i3d = InceptionI3d(final_endpoint="Mixed_4f")
+        # Speed switch: the 7x7x7 stride-2 stem as a 4x4x4 conv on a space-to-depth input.
+        self.i3d.Conv3d_1a_7x7.space_to_depth = fast_stem
         self.load_report: LoadReport | None = None
         self._weights_sha256: str | None = None
         if self.weights is not None:
