@@ -162,7 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    parser.add_argument("--rows", nargs="+", default=["plain fp32", "plain bf16", "optimised"])
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        default=["plain fp32", "plain bf16", "optimised eager", "optimised"],
+        choices=["plain fp32", "plain bf16", "optimised eager", "optimised"],
+    )
     parser.add_argument(
         "--no-compile", action="store_true", help="optimised row without torch.compile"
     )
@@ -181,10 +186,11 @@ def main(argv: list[str] | None = None) -> None:
         mode: count_flops(plain, mode, make_inputs(args, mode), args.device) for mode in args.modes
     }
     for row in args.rows:
-        if row == "optimised":
+        if row.startswith("optimised"):
             model = build_model(args, fast=True)
             model.load_state_dict(plain.state_dict())
-            model = optimise_for_speed(model, compile=not args.no_compile, channels_last=True)
+            compile_ = row == "optimised" and not args.no_compile
+            model = optimise_for_speed(model, compile=compile_, channels_last=True)
         else:
             model = copy.deepcopy(plain)
         bf16 = row != "plain fp32"
