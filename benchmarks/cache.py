@@ -1,0 +1,149 @@
+"""Feature cache benchmark: epoch time uncached vs cached, MiB per entry, RSS while iterating.
+
+Runs on CPU at reduced sizes on generated A2D data (< 5 minutes on 2 cores)::
+
+    python benchmarks/cache.py [--videos 8] [--frame-size 64] [--num-frames 8]
+
+"Epoch" = every training sample through the data loader and the video encoder (the part the
+cache replaces): uncached reads and decodes clips and runs I3D through Mixed_4f; cached reads
+Mixed_4e features and runs Mixed_4f only (``precomputed``). Baseline: the uncached epoch in the
+same run. Targets: cached >= 5x faster; peak RSS flat between 200 and 2,000 entries read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def epoch_time(dm, encoder) -> tuple[float, int]:
+    """Seconds for one pass over the train loader through ``encoder``; samples seen."""
+    start, n = time.perf_counter(), 0
+    with torch.no_grad():
+        for batch in dm.train_dataloader():
+            encoder(frames=batch.get("frames"), features=batch.get("features"))
+            n += batch["words"].shape[0]
+    return time.perf_counter() - start, n
+
+
+def rss_child(num_entries: int, directory: str) -> None:
+    """Read ``num_entries`` entries of the synthetic cache in ``directory``; print peak RSS MiB."""
+    from acga_lightning.data.cache import FeatureCache, entry_key
+
+    cache = FeatureCache(directory, {"benchmark": 1}, RSS_SHAPE, "float16")
+    total = 0.0
+    for i in range(num_entries):
+        total += float(cache.read(entry_key("v", i % RSS_POOL + 1))[0, 0, 0, 0])
+    print(peak_rss_mib())
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM; ``ru_maxrss`` would carry the parent's peak over exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+RSS_SHAPE = (528, 4, 16, 16)  # 1 MiB per entry in float16
+RSS_POOL = 2000
+
+
+def rss_table(tmp: Path) -> list[tuple[int, float]]:
+    from acga_lightning.data.cache import FeatureCache, entry_key
+
+    cache = FeatureCache(tmp / "rss", {"benchmark": 1}, RSS_SHAPE, "float16")
+    cache.prepare()
+    rng = np.random.default_rng(0)
+    block = rng.standard_normal(RSS_SHAPE).astype(np.float16)
+    for i in range(RSS_POOL):
+        cache.write(entry_key("v", i + 1), block)
+    rows = []
+    for n in (0, 200, 2000):
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-child", str(n), str(tmp / "rss")],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        rows.append((n, float(out.stdout.strip().splitlines()[-1])))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--height", type=int, default=128)
+    parser.add_argument("--frame-size", type=int, default=64)
+    parser.add_argument("--num-frames", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(int(args.rss_child[0]), args.rss_child[1])
+        return
+    logging.disable(logging.WARNING)
+    from acga_lightning.data.datamodule import ReferringVideoDataModule, build_cache
+    from acga_lightning.registry import VIDEO_ENCODERS
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        common = dict(
+            dataset="toy", root=str(tmp / "toy"), batch_size=4, num_workers=args.workers,
+            num_frames=args.num_frames, frame_size=args.frame_size,
+            toy={"num_videos": args.videos, "height": args.height, "seed": 0},
+            dataset_options={"index_cache": False},
+        )  # fmt: skip
+        plain = ReferringVideoDataModule(**common)
+        plain.prepare_data()
+        plain.setup("fit")
+        cached = ReferringVideoDataModule(
+            **common, cache={"mode": "mixed_4e", "dir": str(tmp / "c")}
+        )
+        start = time.perf_counter()
+        report = build_cache(cached, ("train", "val"), progress=False)
+        build_s = time.perf_counter() - start
+        cached.setup("fit")
+        i3d = cached._encoder
+        precomputed = VIDEO_ENCODERS.build(cached.feature_spec).eval()
+        precomputed.i3d.Mixed_4f.load_state_dict(i3d.i3d.Mixed_4f.state_dict())
+        epoch_time(cached, precomputed)  # warm-up (page cache, allocator)
+        uncached_s, n = epoch_time(plain, i3d)
+        cached_s, _ = epoch_time(cached, precomputed)
+        cache = cached.feature_cache()
+        files = list(cache.root.rglob("*.npy"))
+        entry_mib = np.mean([f.stat().st_size for f in files]) / 2**20
+        per_sample = sum(f.stat().st_size for f in files) / 2**20 / n
+        rss = rss_table(tmp)
+    print(
+        f"toy A2D: {args.videos} videos, height {args.height}, {n} train samples, "
+        f"{report.total} entries (clip {args.num_frames}x{args.frame_size}x{args.frame_size}, CPU)"
+    )
+    print(f"{'measure':<44}{'value':>12}")
+    print(f"{'cache build (one-off), s':<44}{build_s:>12.2f}")
+    print(f"{'epoch uncached (decode + I3D), s  [baseline]':<44}{uncached_s:>12.2f}")
+    print(f"{'epoch cached (read + Mixed_4f), s':<44}{cached_s:>12.2f}")
+    speedup = uncached_s / cached_s
+    print(f"{'speed-up (target >= 5x)':<44}{speedup:>11.1f}x")
+    print(f"{'MiB per entry (float16)':<44}{entry_mib:>12.3f}")
+    print(f"{'MiB per cached sample (entries shared)':<44}{per_sample:>12.3f}")
+    for count, mib in rss:
+        print(f"{f'peak RSS reading {count} x 1 MiB entries, MiB':<44}{mib:>12.1f}")
+    growth = rss[2][1] - rss[1][1]
+    print(f"{'RSS growth 200 -> 2000 entries, MiB (flat)':<44}{growth:>12.1f}")
+
+
+if __name__ == "__main__":
+    main()
