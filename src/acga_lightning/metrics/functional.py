@@ -20,6 +20,7 @@ integer pixel counts and never by float32 rounding.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import accumulate
 from typing import NamedTuple
 
 import numpy as np
@@ -114,23 +115,27 @@ def _zeros(device: torch.device) -> Tensor:
 def _group_areas(preds: list[Tensor], targets: list[Tensor]) -> Tensor:
     """(3, n) counts [pred area, target area, intersection] of masks laid out in one buffer."""
     n, device = len(preds), preds[0].device
-    padded = [-(-p.numel() // _CHUNK_BYTES) * _CHUNK_BYTES for p in preds]
-    total = sum(padded)
+    chunks = [-(-p.numel() // _CHUNK_BYTES) for p in preds]
     zeros = _zeros(device)
     pieces = []
     for masks in (preds, targets):
-        for m, size in zip(masks, padded, strict=True):
+        for m, c in zip(masks, chunks, strict=True):
             pieces.append(m.reshape(-1))
-            if size > m.numel():
-                pieces.append(zeros[: size - m.numel()])
-    buffer = torch.empty(3 * total, dtype=torch.bool, device=device)  # [preds | targets | and]
-    torch.cat(pieces, out=buffer[: 2 * total])
-    torch.bitwise_and(buffer[:total], buffer[total : 2 * total], out=buffer[2 * total :])
-    lanes = buffer.view(torch.uint8).view(torch.int64).view(-1, _LANE_WORDS).sum(1)  # (chunks,)
-    per_chunk = lanes.view(torch.uint8).view(-1, 8).sum(1)  # (chunks,) ones per chunk
-    cumulative = torch.cat([per_chunk.new_zeros(1), per_chunk.cumsum(0)])  # (chunks + 1,)
-    ends = np.cumsum([0] + [s // _CHUNK_BYTES for s in padded] * 3)
-    return torch.diff(cumulative[torch.as_tensor(ends, device=device)]).view(3, n)
+            if c * _CHUNK_BYTES > m.numel():
+                pieces.append(zeros[: c * _CHUNK_BYTES - m.numel()])
+    # torch.cat into a preallocated view (out=) takes a slow path on CPU; two buffers do not.
+    stacked = (
+        torch.cat(pieces).view(torch.uint8).view(torch.int64)
+    )  # (2 * words,) [preds | targets]
+    words = stacked.numel() // 2
+    both = stacked[:words] & stacked[words:]  # (words,) intersections
+    lanes = torch.cat([w.view(-1, _LANE_WORDS).sum(1) for w in (stacked, both)])  # (3 * chunks,)
+    per_chunk = lanes.view(torch.uint8).view(-1, 8).sum(1)  # (3 * chunks,) ones per chunk
+    if all(c == chunks[0] for c in chunks):
+        return per_chunk.view(3 * n, chunks[0]).sum(1).view(3, n)
+    cumulative = torch.cat([per_chunk.new_zeros(1), per_chunk.cumsum(0)])  # (3 * chunks + 1,)
+    ends = torch.tensor(list(accumulate(chunks * 3, initial=0)), device=device)  # (3n + 1,)
+    return torch.diff(cumulative[ends]).view(3, n)
 
 
 def mask_areas(preds: Tensor | Sequence[Tensor], targets: Tensor | Sequence[Tensor]) -> MaskAreas:
@@ -140,20 +145,24 @@ def mask_areas(preds: Tensor | Sequence[Tensor], targets: Tensor | Sequence[Tens
     tensors (frames may differ in size); pair i must have one shape. The counts are exact and
     vectorised: masks are laid out in one buffer and summed 8 pixels per int64 word.
     """
+    pred_area, target_area, intersection = _stacked_areas(preds, targets)
+    return MaskAreas(intersection, pred_area + target_area - intersection, target_area)
+
+
+def _stacked_areas(preds: Tensor | Sequence[Tensor], targets: Tensor | Sequence[Tensor]) -> Tensor:
+    """(3, N) int64 [pred area, target area, intersection], validating the inputs."""
     pred_list = _as_mask_list(preds, "preds")
     target_list = _as_mask_list(targets, "targets")
     _check_pairs(pred_list, target_list)
     if not pred_list:
-        empty = torch.zeros(0, dtype=torch.int64)
-        return MaskAreas(empty, empty.clone(), empty.clone())
+        return torch.zeros(3, 0, dtype=torch.int64)
     groups, start, pixels = [], 0, 0
     for i, p in enumerate(pred_list):
         pixels += p.numel()
         if pixels >= _GROUP_PIXELS or i == len(pred_list) - 1:
             groups.append(_group_areas(pred_list[start : i + 1], target_list[start : i + 1]))
             start, pixels = i + 1, 0
-    pred_area, target_area, intersection = torch.cat(groups, dim=1)
-    return MaskAreas(intersection, pred_area + target_area - intersection, target_area)
+    return torch.cat(groups, dim=1) if len(groups) > 1 else groups[0]
 
 
 def iou(intersection: Tensor, union: Tensor) -> Tensor:

@@ -12,7 +12,9 @@ from torchmetrics.utilities import dim_zero_cat
 
 from acga_lightning.metrics import functional as F
 
-_MAX_EXACT_ID = 2**53  # ids are kept in float64 states (see __init__)
+_MAX_EXACT_ID = 2**53  # ids are kept in float64 (see __init__)
+# One record per sample, in this order, flattened into the 1-D ``records`` state.
+_FIELDS = ("pred_area", "target_area", "intersection", "score", "sample_id")
 
 
 class ReferringSegmentationMetrics(Metric):
@@ -26,12 +28,14 @@ class ReferringSegmentationMetrics(Metric):
     counts as a false positive). In both, the IoU of an empty prediction against an empty target
     is 1 (it enters P@K, overall and mean IoU as a perfect sample).
 
-    States are per-sample records (intersection, union, target area, score, sample id), gathered
-    across processes by concatenation. When ``sample_ids`` are given, ``compute`` keeps one record
-    per id after the gather, so samples that DistributedSampler repeats to even out the shards
-    count once, and ranks ties in COCO AP by ascending id: the result then equals a single-process
-    run over the same samples. Without ids every record counts and ties rank in update order
-    (rank by rank under DDP). Mixing updates with and without ids is an error.
+    State: one record per sample (pred area, target area, intersection, score, sample id), kept
+    flat in one float64 cat-state and gathered across processes by concatenation. When
+    ``sample_ids`` are given, ``compute`` keeps one record per id after the gather, so samples
+    that DistributedSampler repeats to even out the shards count once, and ranks score ties in
+    COCO AP by ascending id: the result equals a single-process run over the same samples. Without
+    ids every record counts and ties rank in update order (rank by rank under DDP). Mixing updates
+    with and without ids is an error. With ``ddp_spawn``, a metric pickled into the workers
+    carries the parent's records: call ``reset()`` in ``setup`` (or use ``ddp``).
 
     ``compute`` returns 0-d float64 tensors (Lightning logs them): the figures as fractions in
     [0, 1] (NaN with no samples; ``mttr`` mAP is NaN when no sample has a non-empty target) and
@@ -48,22 +52,17 @@ class ReferringSegmentationMetrics(Metric):
     plot_lower_bound = 0.0
     plot_upper_bound = 1.0
 
-    intersection: list[Tensor]
-    union: list[Tensor]
-    target_area: list[Tensor]
-    score: list[Tensor]
-    sample_id: list[Tensor]
+    records: list[Tensor]
 
     def __init__(self, protocol: str = "acga", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if protocol not in F.PROTOCOLS:
             raise ValueError(f"protocol must be one of {F.PROTOCOLS}, got {protocol!r}")
         self.protocol = protocol
-        # Every state is float64 (integers below 2**53 are exact): when a process has no samples,
-        # torchmetrics gathers an empty tensor of the metric's dtype in place of its list, and the
-        # all_gather needs one dtype on every process.
-        for name in ("intersection", "union", "target_area", "score", "sample_id"):
-            self.add_state(name, default=[], dist_reduce_fx="cat")
+        # float64 holds every count and id below 2**53 exactly, and one flat state means one
+        # all_gather. A process without samples sends an empty tensor of the metric's dtype in its
+        # place, and the all_gather needs one dtype on every process: hence set_dtype.
+        self.add_state("records", default=[], dist_reduce_fx="cat")
         self.set_dtype(torch.float64)
 
     def update(
@@ -78,75 +77,73 @@ class ReferringSegmentationMetrics(Metric):
         ``scores`` (B,) rank predictions for ``mttr`` mAP (default 1.0 each); ``sample_ids`` (B,)
         are non-negative ints, stable across processes, used to count each sample once.
         """
-        areas = F.mask_areas(preds, targets)
-        n = areas.intersection.numel()
-        score = self._column(scores, n, "scores", torch.float64, default=1.0)
+        areas = F._stacked_areas(preds, targets)  # (3, B) pred area, target area, intersection
+        n = areas.shape[1]
+        score = _column(scores, n, "scores", torch.float64, default=1.0)
         if not torch.isfinite(score).all():
             raise ValueError(f"scores must be finite, got {score.tolist()}")
-        sample_id = self._column(sample_ids, n, "sample_ids", torch.int64, default=-1)
+        sample_id = _column(sample_ids, n, "sample_ids", torch.int64, default=-1)
         if sample_ids is not None and ((sample_id < 0) | (sample_id >= _MAX_EXACT_ID)).any():
             raise ValueError(f"sample_ids must be integers in [0, 2**53), got {sample_id.tolist()}")
-        for name, value in (
-            ("intersection", areas.intersection),
-            ("union", areas.union),
-            ("target_area", areas.target_area),
-            ("score", score),
-            ("sample_id", sample_id),
-        ):
-            getattr(self, name).append(value.to(device=self.device, dtype=torch.float64))
-
-    @staticmethod
-    def _column(values: Any, n: int, name: str, dtype: torch.dtype, default: float) -> Tensor:
-        if values is None:
-            return torch.full((n,), default, dtype=dtype)
-        if dtype == torch.int64 and isinstance(values, Tensor) and values.is_floating_point():
-            raise ValueError(f"{name} must be integers, got a {values.dtype} tensor")
-        column = torch.as_tensor(values).detach().to(dtype=dtype).reshape(-1)
-        if column.numel() != n:
-            raise ValueError(f"{name} has {column.numel()} values for {n} masks")
-        return column
+        extra = torch.stack([score, sample_id.double()]).to(areas.device)  # (2, B)
+        record = torch.cat([areas.double(), extra]).T.reshape(-1)  # (B * 5,)
+        self.records.append(record.to(self.device))
 
     def compute(self) -> dict[str, Tensor]:
         """The figures over every (distinct) sample seen since the last reset, on all processes."""
-        intersection, union, target_area, score, sample_id = (
-            self._gathered(name)
-            for name in ("intersection", "union", "target_area", "score", "sample_id")
-        )
+        records = self._records()  # (N, 5)
+        pred_area, target_area, intersection, score, sample_id = records.T
         has_id = sample_id >= 0
         if has_id.any() and not has_id.all():
             raise ValueError(
-                "sample_ids were"
-                " given for some updates and not for others: give them always or never"
+                "sample_ids were given for some updates and not for others:"
+                " give them always or never"
             )
         if has_id.any():
-            sample_id, intersection, union, target_area, score = F.deduplicate(
-                sample_id, intersection, union, target_area, score
+            sample_id, pred_area, target_area, intersection, score = F.deduplicate(
+                sample_id, pred_area, target_area, intersection, score
             )
-            if sample_id.numel() < has_id.numel():
-                self._check_targets_agree()
+            if sample_id.numel() < records.shape[0]:
+                _check_targets_agree(records)
         result = F.referring_segmentation_metrics(
-            intersection.long(), union.long(), target_area.long(), score, protocol=self.protocol
+            intersection.long(),
+            (pred_area + target_area - intersection).long(),
+            target_area.long(),
+            score,
+            protocol=self.protocol,
         )
         dtype = torch.float32 if self.device.type == "mps" else torch.float64
         return {k: torch.tensor(v, dtype=dtype, device=self.device) for k, v in result.items()}
 
-    def _gathered(self, name: str) -> Tensor:
-        """A state as one CPU tensor (a list before the DDP sync, a tensor after it)."""
-        value = getattr(self, name)
+    def _records(self) -> Tensor:
+        """All records as one (N, 5) CPU tensor (a list before the DDP sync, a tensor after it)."""
+        value = self.records
         if isinstance(value, list) and not value:
-            return torch.zeros(0, dtype=torch.float64)
-        return dim_zero_cat(value).cpu()
+            return torch.zeros(0, len(_FIELDS), dtype=torch.float64)
+        return dim_zero_cat(value).cpu().view(-1, len(_FIELDS))
 
-    def _check_targets_agree(self) -> None:
-        """Repeated ids must carry one target: otherwise ids were reused for different samples."""
-        ids, areas = self._gathered("sample_id"), self._gathered("target_area")
-        order = torch.argsort(ids, stable=True)
-        ids, areas = ids[order], areas[order]
-        same_id = ids[1:] == ids[:-1]
-        clash = same_id & (areas[1:] != areas[:-1])
-        if clash.any():
-            bad = int(ids[1:][clash][0])
-            raise ValueError(
-                f"sample_id {bad} was given for masks with different targets;"
-                " sample_ids must be unique per sample"
-            )
+
+def _column(values: Any, n: int, name: str, dtype: torch.dtype, default: float) -> Tensor:
+    """``values`` as a (n,) CPU tensor of ``dtype``, or ``default`` everywhere when None."""
+    if values is None:
+        return torch.full((n,), default, dtype=dtype)
+    if dtype == torch.int64 and isinstance(values, Tensor) and values.is_floating_point():
+        raise ValueError(f"{name} must be integers, got a {values.dtype} tensor")
+    column = torch.as_tensor(values).detach().to(device="cpu", dtype=dtype).reshape(-1)
+    if column.numel() != n:
+        raise ValueError(f"{name} has {column.numel()} values for {n} masks")
+    return column
+
+
+def _check_targets_agree(records: Tensor) -> None:
+    """Repeated ids must carry one target: otherwise ids were reused for different samples."""
+    ids, areas = records[:, 4], records[:, 1]
+    order = torch.argsort(ids, stable=True)
+    ids, areas = ids[order], areas[order]
+    clash = (ids[1:] == ids[:-1]) & (areas[1:] != areas[:-1])
+    if clash.any():
+        bad = int(ids[1:][clash][0])
+        raise ValueError(
+            f"sample_id {bad} was given for masks with different targets;"
+            " sample_ids must be unique per sample"
+        )
