@@ -28,6 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
@@ -50,6 +51,25 @@ log = logging.getLogger(__name__)
 
 DatasetName = Literal["a2d", "jhmdb", "acga_h5", "toy"]
 STAGES = ("train", "val", "test", "predict")
+
+
+def reseed_augmentation(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: give each worker's ``ClipAugment`` its own random stream.
+
+    Workers are forked copies, so without this every worker would draw the same augmentations.
+    ``torch.initial_seed()`` differs per worker and per epoch (and follows ``seed_everything``).
+    """
+    info = torch.utils.data.get_worker_info()
+    data = info.dataset if info is not None else None
+    while isinstance(data, Subset):
+        data = data.dataset
+    transform = getattr(data, "transform", None)
+    if transform is None or not hasattr(transform, "rng"):
+        return
+    seed = torch.initial_seed() % 2**32
+    transform.rng = np.random.default_rng(seed)
+    if hasattr(transform, "pipeline") and hasattr(transform.pipeline, "set_random_seed"):
+        transform.pipeline.set_random_seed(seed)
 
 
 def split_videos(video_ids: list[str], fraction: float, seed: int) -> set[str]:
@@ -137,6 +157,11 @@ class ReferringVideoDataModule(pl.LightningDataModule):
         self.skipped: dict[str, dict[str, int]] = {}
         self._word_vectors: Any = None
         self._cache: FeatureCache | None = None
+        if augment and self.cache_settings.enabled and self.cache_settings.augmented_views == 0:
+            log.warning(
+                "augment is on but the feature cache holds un-augmented clips "
+                "(cache.augmented_views: 0): training sees no visual augmentation at all"
+            )
 
     # ------------------------------------------------------------------------------ spec
     @property
@@ -319,6 +344,7 @@ class ReferringVideoDataModule(pl.LightningDataModule):
         if train:
             kwargs["shuffle"] = True
             kwargs["generator"] = torch.Generator().manual_seed(self.hparams.seed)
+            kwargs["worker_init_fn"] = reseed_augmentation
         elif dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             kwargs["sampler"] = UnpaddedDistributedSampler(data)
         workers = self.hparams.num_workers
