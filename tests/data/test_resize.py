@@ -9,10 +9,12 @@ from scipy import ndimage
 
 from acga_lightning.data.resize import (
     compute_geometry,
+    frames_to_model_input,
     resize_frames,
     resize_mask,
     restore_mask,
 )
+from acga_lightning.data.sample import frames_to_tensor
 
 SIZES = [(320, 570), (320, 428), (240, 320), (64, 96), (100, 60), (512, 512), (700, 900)]
 
@@ -150,3 +152,13 @@ def test_read_only_and_flipped_arrays_are_accepted() -> None:
     frames.flags.writeable = False
     assert torch.equal(resize_frames(frames, 8), resize_frames(frames.copy(), 8))
     assert torch.equal(resize_mask(mask[:, ::-1], 8), resize_mask(mask[:, ::-1].copy(), 8))
+
+
+@pytest.mark.parametrize("policy", ["cover", "letterbox"])
+def test_model_input_equals_resize_then_normalise(policy: str) -> None:
+    frames = np.random.default_rng(0).integers(0, 256, (3, 40, 70, 3), dtype=np.uint8)
+    expected = frames_to_tensor(resize_frames(frames, 32, policy))  # (3, T, S, S)
+    got = frames_to_model_input(frames, 32, policy)
+    assert got.shape == (3, 3, 32, 32) and got.dtype == torch.float32 and got.is_contiguous()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert float(got.min()) >= -1.0 and float(got.max()) <= 1.0

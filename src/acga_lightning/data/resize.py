@@ -133,6 +133,30 @@ def resize_frames(
     return x[0] if single else x
 
 
+def frames_to_model_input(
+    frames: np.ndarray | torch.Tensor, size: int, policy: str = "cover"
+) -> torch.Tensor:
+    """uint8 frames ``(T, h, w, 3)`` -> the model's float32 ``(3, T, S, S)`` in [-1, 1].
+
+    The same pixels as ``frames_to_tensor(resize_frames(...))``, about twice as fast: the
+    resize runs on uint8 in channels-last layout, the crop is a view, and the float conversion
+    writes the output once.
+    """
+    x = _as_tensor(frames)
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"frames: expected uint8 (T, H, W, 3), got {x.dtype} {tuple(x.shape)}")
+    geom = compute_geometry(tuple(x.shape[1:3]), size, policy)
+    x = _interpolate(x.permute(0, 3, 1, 2), geom.resized)  # (T, 3, rh, rw), channels-last
+    if policy == "cover":
+        (oy, ox), s = geom.offset, geom.size
+        x = x[:, :, -oy : -oy + s, -ox : -ox + s]  # (T, 3, S, S), a view
+    else:
+        x = _place(x, geom, 0)  # (T, 3, S, S)
+    out = torch.empty((3, x.shape[0], size, size), dtype=torch.float32)
+    out.copy_(x.permute(1, 0, 2, 3))  # (3, T, S, S)
+    return out.mul_(1 / 127.5).sub_(1.0)
+
+
 def resize_mask(mask: np.ndarray | torch.Tensor, size: int, policy: str = "cover") -> torch.Tensor:
     """The model-resolution target: bool/0-1 mask ``(h, w)`` -> float32 ``(S, S)`` in {0, 1}."""
     m = _as_tensor(mask)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from gensim.models import KeyedVectors
 
-from acga_lightning.data.resize import compute_geometry, resize_frames, resize_mask
+from acga_lightning.data.resize import compute_geometry, frames_to_model_input, resize_mask
 from acga_lightning.data.words import encode_query
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def build_sample(
         frames, orig_mask, query = transform(frames, orig_mask, query)
     h, w = orig_mask.shape
     sample: dict[str, Any] = {
-        "frames": frames_to_tensor(resize_frames(frames, frame_size, resize)),  # (3, T, S, S)
+        "frames": frames_to_model_input(frames, frame_size, resize),  # (3, T, S, S)
         "mask": resize_mask(orig_mask, frame_size, resize),  # (S, S)
         "orig_mask": torch.from_numpy(np.ascontiguousarray(orig_mask, dtype=bool)),  # (h, w)
         "orig_size": (int(h), int(w)),
