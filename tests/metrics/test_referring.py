@@ -105,7 +105,8 @@ def test_mixing_updates_with_and_without_ids_is_an_error() -> None:
         ({"scores": [1.0]}, "scores has 1 values for 2 masks"),
         ({"scores": [1.0, math.nan]}, "finite"),
         ({"sample_ids": [0, -3]}, r"sample_ids must be integers in \[0"),
-        ({"sample_ids": torch.tensor([0.0, 1.0])}, "sample_ids must be integers"),
+        ({"sample_ids": torch.tensor([0.0, 1.5])}, "sample_ids must be integers"),
+        ({"sample_ids": ["a", "b"]}, "sample_ids must hold numbers"),
     ],
 )
 def test_update_rejects_bad_scores_and_ids(kwargs: dict, match: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,13 +80,15 @@ class ReferringSegmentationMetrics(Metric):
         """
         areas = F._stacked_areas(preds, targets)  # (3, B) pred area, target area, intersection
         n = areas.shape[1]
-        score = _column(scores, n, "scores", torch.float64, default=1.0)
-        if not torch.isfinite(score).all():
-            raise ValueError(f"scores must be finite, got {score.tolist()}")
-        sample_id = _column(sample_ids, n, "sample_ids", torch.int64, default=-1)
-        if sample_ids is not None and ((sample_id < 0) | (sample_id >= _MAX_EXACT_ID)).any():
-            raise ValueError(f"sample_ids must be integers in [0, 2**53), got {sample_id.tolist()}")
-        extra = torch.stack([score, sample_id.double()]).to(areas.device)  # (2, B)
+        score = [1.0] * n if scores is None else _values(scores, n, "scores")
+        if not all(math.isfinite(v) for v in score):
+            raise ValueError(f"scores must be finite, got {score}")
+        sample_id = [-1] * n if sample_ids is None else _values(sample_ids, n, "sample_ids")
+        if sample_ids is not None and not all(
+            float(i).is_integer() and 0 <= i < _MAX_EXACT_ID for i in sample_id
+        ):
+            raise ValueError(f"sample_ids must be integers in [0, 2**53), got {sample_id}")
+        extra = torch.tensor([score, sample_id], dtype=torch.float64, device=areas.device)
         record = torch.cat([areas.double(), extra]).T.reshape(-1)  # (B * 5,)
         self.records.append(record.to(self.device))
 
@@ -123,16 +126,16 @@ class ReferringSegmentationMetrics(Metric):
         return dim_zero_cat(value).cpu().view(-1, len(_FIELDS))
 
 
-def _column(values: Any, n: int, name: str, dtype: torch.dtype, default: float) -> Tensor:
-    """``values`` as a (n,) CPU tensor of ``dtype``, or ``default`` everywhere when None."""
-    if values is None:
-        return torch.full((n,), default, dtype=dtype)
-    if dtype == torch.int64 and isinstance(values, Tensor) and values.is_floating_point():
-        raise ValueError(f"{name} must be integers, got a {values.dtype} tensor")
-    column = torch.as_tensor(values).detach().to(device="cpu", dtype=dtype).reshape(-1)
-    if column.numel() != n:
-        raise ValueError(f"{name} has {column.numel()} values for {n} masks")
-    return column
+def _values(values: Any, n: int, name: str) -> list:
+    """``values`` (a tensor or a sequence of numbers) as a list of n Python numbers."""
+    if isinstance(values, Tensor):
+        values = values.detach().reshape(-1).tolist()
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} values for {n} masks")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{name} must hold numbers, got {values}")
+    return values
 
 
 def _check_targets_agree(records: Tensor) -> None:
