@@ -89,12 +89,20 @@ def main() -> None:
         start = time.perf_counter()
         root = write_a2d(Path(tmp) / "a2d", num_videos=args.videos, seed=0, height=320,
                          num_frames=(100, 120), test_fraction=0.0, quirks=False)  # fmt: skip
-        ds = A2DSentences(root, "train", num_frames=args.num_frames, frame_size=args.frame_size,
-                          word_vectors=root / "word2vec.bin", index_cache=Path(tmp) / "cache")  # fmt: skip
+        ds = A2DSentences(
+            root,
+            "train",
+            num_frames=args.num_frames,
+            frame_size=args.frame_size,
+            word_vectors=root / "word2vec.bin",
+            index_cache=Path(tmp) / "cache",
+        )
         lengths = [r["num_frames"] for r in ds.records]
-        print(f"{len(ds)} samples from {args.videos} videos of {min(lengths)}-{max(lengths)} "
-              f"frames, 320 px high, T={args.num_frames}, S={args.frame_size}, "
-              f"{args.threads} thread(s); data written in {time.perf_counter() - start:.1f} s\n")  # fmt: skip
+        print(
+            f"{len(ds)} samples from {args.videos} videos of {min(lengths)}-{max(lengths)} "
+            f"frames, 320 px high, T={args.num_frames}, S={args.frame_size}, {args.threads} "
+            f"torch thread(s); data written in {time.perf_counter() - start:.1f} s\n"
+        )
         # Both decoders must return the same frames.
         r = ds.records[len(ds) // 2]
         path = root / a2d_module.CLIPS / f"{r['video_id']}.mp4"
