@@ -62,7 +62,8 @@ _LANE_WORDS = 127
 _CHUNK_BYTES = 8 * _LANE_WORDS
 # Masks are counted in groups of about this many pixels: the working buffer stays in cache on CPU.
 _GROUP_PIXELS = 1 << 22
-_ZEROS: dict[torch.device, Tensor] = {}
+_PADDING: dict[tuple[int, torch.device], Tensor] = {}
+_WORKSPACES: dict[torch.device, Tensor] = {}
 _MASKS_HELP = "a (B, H, W) tensor or a list of (H, W) tensors"
 
 
@@ -106,30 +107,46 @@ def _check_pairs(preds: list[Tensor], targets: list[Tensor]) -> None:
             )
 
 
-def _zeros(device: torch.device) -> Tensor:
-    if device not in _ZEROS:
-        _ZEROS[device] = torch.zeros(_CHUNK_BYTES, dtype=torch.bool, device=device)
-    return _ZEROS[device]
+def _padding(size: int, device: torch.device) -> Tensor:
+    """A cached all-False bool tensor of ``size`` (< one chunk) on ``device``."""
+    key = (size, device)
+    if key not in _PADDING:
+        _PADDING[key] = torch.zeros(size, dtype=torch.bool, device=device)
+    return _PADDING[key]
+
+
+def _workspace(size: int, device: torch.device) -> Tensor:
+    """A bool buffer of at least ``size`` bytes, reused across calls.
+
+    Fresh multi-megabyte buffers cost a page fault per 4 KiB on CPU (more than the counting
+    itself); a caller takes the buffer out of the cache and puts it back when done, so two threads
+    never share one.
+    """
+    cached = _WORKSPACES.pop(device, None)
+    if cached is None or cached.numel() < size:
+        cached = torch.empty(size, dtype=torch.bool, device=device)
+    return cached
 
 
 def _group_areas(preds: list[Tensor], targets: list[Tensor]) -> Tensor:
     """(3, n) counts [pred area, target area, intersection] of masks laid out in one buffer."""
     n, device = len(preds), preds[0].device
     chunks = [-(-p.numel() // _CHUNK_BYTES) for p in preds]
-    zeros = _zeros(device)
+    total = sum(chunks) * _CHUNK_BYTES
     pieces = []
     for masks in (preds, targets):
         for m, c in zip(masks, chunks, strict=True):
             pieces.append(m.reshape(-1))
             if c * _CHUNK_BYTES > m.numel():
-                pieces.append(zeros[: c * _CHUNK_BYTES - m.numel()])
-    # torch.cat into a preallocated view (out=) takes a slow path on CPU; two buffers do not.
-    stacked = (
-        torch.cat(pieces).view(torch.uint8).view(torch.int64)
-    )  # (2 * words,) [preds | targets]
-    words = stacked.numel() // 2
-    both = stacked[:words] & stacked[words:]  # (words,) intersections
-    lanes = torch.cat([w.view(-1, _LANE_WORDS).sum(1) for w in (stacked, both)])  # (3 * chunks,)
+                pieces.append(_padding(c * _CHUNK_BYTES - m.numel(), device))
+    workspace = _workspace(3 * total, device)
+    buffer = workspace[: 3 * total]  # [preds | targets | preds and targets], chunk-aligned
+    torch.cat(pieces, out=buffer[: 2 * total])
+    words = buffer.view(torch.uint8).view(torch.int64)  # (3 * total / 8,)
+    third = words.numel() // 3
+    torch.bitwise_and(words[:third], words[third : 2 * third], out=words[2 * third :])
+    lanes = words.view(-1, _LANE_WORDS).sum(1)  # (3 * chunks,) 8 byte lanes each
+    _WORKSPACES[device] = workspace
     per_chunk = lanes.view(torch.uint8).view(-1, 8).sum(1)  # (3 * chunks,) ones per chunk
     if all(c == chunks[0] for c in chunks):
         return per_chunk.view(3 * n, chunks[0]).sum(1).view(3, n)
