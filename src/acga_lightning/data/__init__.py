@@ -8,6 +8,7 @@ them. ``A2DSentences`` and ``JHMDBSentences`` read the released on-disk formats;
 from acga_lightning.data.a2d import A2DSentences, read_a2d_mask
 from acga_lightning.data.acga_h5 import ACGAPreprocessed
 from acga_lightning.data.collate import collate_samples
+from acga_lightning.data.datamodule import ReferringVideoDataModule, build_cache
 from acga_lightning.data.jhmdb import JHMDBSentences
 from acga_lightning.data.resize import (
     ResizeGeometry,
@@ -17,6 +18,7 @@ from acga_lightning.data.resize import (
     restore_mask,
 )
 from acga_lightning.data.sample import build_sample, frames_to_tensor, make_sample_id
+from acga_lightning.data.samplers import UnpaddedDistributedSampler
 from acga_lightning.data.toy import write_a2d, write_jhmdb
 from acga_lightning.data.transforms import ClipAugment, swap_left_right
 from acga_lightning.data.video import VideoReadError, clip_indices, probe_video, read_window
@@ -27,9 +29,12 @@ __all__ = [
     "ACGAPreprocessed",
     "ClipAugment",
     "JHMDBSentences",
+    "ReferringVideoDataModule",
     "ResizeGeometry",
+    "UnpaddedDistributedSampler",
     "VideoReadError",
     "WordStats",
+    "build_cache",
     "build_sample",
     "clip_indices",
     "collate_samples",
