@@ -147,7 +147,7 @@ class _CrossModalAttention(nn.Module):
 
 @ATTENTION.register("acga")
 class ACGAAttention(_CrossModalAttention):
-    """Asymmetric cross-guided attention: VGLA gives F_TA and LGVA gives F_VA (paper section 3.2)."""
+    """Asymmetric cross-guided attention: VGLA gives F_TA, LGVA gives F_VA (paper section 3.2)."""
 
     def __init__(
         self, visual_channels: int = 832, text_channels: int = 300, use_sdpa: bool = True

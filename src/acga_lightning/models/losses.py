@@ -10,7 +10,7 @@ from acga_lightning.registry import LOSSES
 
 
 def resize_target(target: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-    """The (B, S, S) target bilinearly resized to ``size`` -> (B, 1, h, w), soft values in [0, 1]."""
+    """The (B, S, S) target bilinearly resized to ``size``: (B, 1, h, w), soft values in [0, 1]."""
     target = target[:, None].float()
     if tuple(target.shape[-2:]) == tuple(size):
         return target
