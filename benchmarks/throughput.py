@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from acga_lightning import ACGASegmenter  # noqa: E402
-from acga_lightning.perf import optimise_for_speed  # noqa: E402
+from acga_lightning.perf import optimise_for_speed, segmenter_specs  # noqa: E402
 from acga_lightning.segmenter import predict_foreground  # noqa: E402
 
 MODES = ("cached", "full", "inference")
@@ -39,13 +39,7 @@ MODES = ("cached", "full", "inference")
 
 def build_model(args: argparse.Namespace, fast: bool) -> ACGASegmenter:
     torch.manual_seed(0)
-    model = ACGASegmenter(
-        video_encoder={"name": "i3d", "fast_stem": fast},
-        attention={"name": "acga", "use_sdpa": fast},
-        decoder={"name": "multires", "factorized_text": fast},
-        num_frames=args.frames,
-        frame_size=args.size,
-    )
+    model = ACGASegmenter(**segmenter_specs(fast), num_frames=args.frames, frame_size=args.size)
     return model.to(args.device)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from acga_lightning import ACGASegmenter
-from acga_lightning.perf import optimise_for_speed
+from acga_lightning.perf import optimise_for_speed, segmenter_specs
 
 pytestmark = [
     pytest.mark.gpu,
@@ -26,16 +26,7 @@ def batch(device="cuda"):
 def test_optimised_bf16_matches_plain_fp32_on_cuda():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    plain = (
-        ACGASegmenter(
-            video_encoder={"name": "i3d", "fast_stem": False},
-            attention={"name": "acga", "use_sdpa": False},
-            decoder={"name": "multires", "factorized_text": False},
-            **SMALL,
-        )
-        .cuda()
-        .eval()
-    )
+    plain = ACGASegmenter(**segmenter_specs(fast=False), **SMALL).cuda().eval()
     fast = ACGASegmenter(**SMALL).cuda().eval()
     fast.load_state_dict(plain.state_dict())
     optimise_for_speed(fast, compile=False, channels_last=True)

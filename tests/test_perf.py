@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from acga_lightning import ACGASegmenter
-from acga_lightning.perf import compile_parts, to_channels_last
+from acga_lightning.perf import compile_parts, segmenter_specs, to_channels_last
 
 SMALL = {"num_frames": 8, "frame_size": 64}
 
@@ -21,16 +21,7 @@ def inputs():
 def test_plugin_switches_are_equivalent_end_to_end():
     torch.manual_seed(0)
     fast = ACGASegmenter(**SMALL).double().eval()
-    plain = (
-        ACGASegmenter(
-            video_encoder={"name": "i3d", "fast_stem": False},
-            attention={"name": "acga", "use_sdpa": False},
-            decoder={"name": "multires", "factorized_text": False},
-            **SMALL,
-        )
-        .double()
-        .eval()
-    )
+    plain = ACGASegmenter(**segmenter_specs(fast=False), **SMALL).double().eval()
     plain.load_state_dict(fast.state_dict())
     batch = {k: v.double() if v.is_floating_point() else v for k, v in inputs().items()}
     with torch.no_grad():

@@ -9,8 +9,25 @@ decoder (``multires: factorized_text``), and here: channels-last memory formats 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+# The plug-in switches, and the value that turns each one off.
+PLUGIN_SWITCHES = {
+    "video_encoder": {"name": "i3d", "fast_stem": False},
+    "attention": {"name": "acga", "use_sdpa": False},
+    "decoder": {"name": "multires", "factorized_text": False},
+}
+
+
+def segmenter_specs(fast: bool = True) -> dict[str, dict[str, Any]]:
+    """The paper's part specs with every plug-in speed switch on (``fast``) or off (plain)."""
+    return {
+        kind: {key: (value if key == "name" else fast) for key, value in spec.items()}
+        for kind, spec in PLUGIN_SWITCHES.items()
+    }
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:
