@@ -3,6 +3,13 @@
 ``acga fit --config configs/demo.yaml`` trains; ``acga toy-data``, ``acga check-data``,
 ``acga cache-features``, ``acga plugins`` and ``acga segment`` are the tools around it.
 ``main(args)`` takes the argument list, so tests run the real CLI in-process.
+
+Composing configs: a YAML file may name other YAML files under the top-level key
+``__base__`` (a path or a list of paths, relative to the file that names them). They are
+loaded first, in order, and the file's own settings are merged over them (see
+:func:`load_config`), so ``configs/a2d_baseline.yaml`` only states how it differs from the
+shared ``configs/base/*.yaml``. ``acga fit --config FILE`` resolves the includes before
+LightningCLI sees the file; later ``--config`` files and ``--section.key`` flags still override.
 """
 
 from __future__ import annotations
@@ -14,6 +21,83 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+BASE_KEY = "__base__"
+CONFIG_FLAGS = ("--config", "-c")
+
+
+def merge_configs(base: Any, override: Any) -> Any:
+    """``override`` merged over ``base``: mappings key by key (recursively), anything else replaced.
+
+    Two part specs (mappings with a ``name``) of different names do not merge: the override
+    replaces the base, so ``decoder: {name: single}`` drops the base decoder's arguments. Lists
+    (e.g. ``trainer.callbacks``) are replaced whole.
+    """
+    if not isinstance(base, dict) or not isinstance(override, dict):
+        return override
+    if "name" in base and "name" in override and base["name"] != override["name"]:
+        return override
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = merge_configs(base[key], value) if key in base else value
+    return merged
+
+
+def load_config(path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A YAML config with its ``__base__`` includes resolved (recursively, cycles rejected)."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(path)
+    key = str(path.resolve())
+    if key in _seen:
+        raise ValueError(f"{path}: __base__ includes form a cycle: {' -> '.join(_seen + (key,))}")
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    config = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: a config must be a mapping, got {type(config).__name__}")
+    bases = config.pop(BASE_KEY, None) or []
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ValueError(f"{path}: {BASE_KEY} must be a path or a list of paths, got {bases!r}")
+    merged: dict[str, Any] = {}
+    for base in bases:
+        merged = merge_configs(merged, load_config(path.parent / base, _seen + (key,)))
+    return merge_configs(merged, config)
+
+
+def resolve_config_args(argv: Sequence[str]) -> list[str]:
+    """``argv`` with every ``--config FILE`` that uses ``__base__`` replaced by the merged YAML.
+
+    Files without includes are passed on unchanged (LightningCLI then reports errors with
+    their path); merged ones are passed as YAML text, which ``--config`` also accepts.
+    """
+    from pathlib import Path
+
+    import yaml
+
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg, value = argv[i], None
+        if arg in CONFIG_FLAGS and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+        elif arg.startswith("--config="):
+            arg, value, i = "--config", arg.split("=", 1)[1], i + 1
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        path = Path(value)
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            raw = yaml.safe_load(path.read_text())
+            if isinstance(raw, dict) and BASE_KEY in raw:
+                value = yaml.safe_dump(load_config(path), sort_keys=False)
+        out.extend([arg, value])
+    return out
 
 
 def _plugins_main(argv: Sequence[str] | None = None) -> int:
@@ -58,9 +142,27 @@ TOOLS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "plugins": _plugins_main,
     "toy-data": _lazy("acga_lightning.data.toy", "toy_data_main"),
     "check-data": _lazy("acga_lightning.data.check", "check_data_main"),
-    "cache-features": _lazy("acga_lightning.data.cache", "cache_features_main"),
+    "cache-features": lambda argv=None: cache_features_main(argv),
     "segment": _lazy("acga_lightning.segment", "segment_main"),
 }
+
+
+def check_feature_spec(model: Any, datamodule: Any) -> None:
+    """Fail early when cached features and the model's ``video_encoder`` do not fit together."""
+    wanted = getattr(datamodule, "feature_spec", None)
+    encoder = dict(model.hparams.get("video_encoder") or {})
+    if wanted is None:
+        if encoder.get("name") == "precomputed":
+            raise ValueError(
+                "model.video_encoder is 'precomputed' but the data has no cached features: set "
+                "data.cache.mode (mixed_4e or final) or use a frames encoder such as i3d"
+            )
+        return
+    if encoder.get("name") != "precomputed" or encoder.get("endpoint") != wanted["endpoint"]:
+        raise ValueError(
+            f"data.cache.mode {wanted['endpoint']!r} gives cached features: model.video_encoder "
+            f"must be {wanted} (got {encoder})"
+        )
 
 
 def _build_cli_class() -> type:
@@ -80,11 +182,19 @@ def _build_cli_class() -> type:
             parser.link_arguments("data.frame_size", "model.frame_size")
             parser.link_arguments("data.resize_policy", "model.resize_policy")
 
+        def _check(self) -> None:
+            check_feature_spec(self.model, self.datamodule)
+
+        before_fit = before_validate = before_test = before_predict = _check
+
         def after_fit(self) -> None:
             if not self.config[self.subcommand].get("test_after_fit"):
                 return
-            callback = self.trainer.checkpoint_callback
-            best = getattr(callback, "best_model_path", "") if callback else ""
+            if self.trainer.interrupted or self.trainer.fast_dev_run:
+                best = ""  # fast_dev_run saves no checkpoint: test the weights in memory
+            else:
+                callback = self.trainer.checkpoint_callback
+                best = getattr(callback, "best_model_path", "") if callback else ""
             results = self.trainer.test(
                 self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False
             )
@@ -95,7 +205,7 @@ def _build_cli_class() -> type:
 
 
 def print_metric_table(results: dict[str, Any], title: str = "metrics") -> None:
-    """Print logged metrics as a table (percentages for the referring-segmentation figures)."""
+    """Print logged metrics as a table, one row per metric."""
     from rich.console import Console
     from rich.table import Table
 
@@ -108,24 +218,70 @@ def print_metric_table(results: dict[str, Any], title: str = "metrics") -> None:
     Console(width=120).print(table)
 
 
+def _lightning_classes() -> tuple[type, type]:
+    from acga_lightning.data.datamodule import ReferringVideoDataModule
+    from acga_lightning.segmenter import ACGASegmenter
+
+    return ACGASegmenter, ReferringVideoDataModule
+
+
+def cache_features_main(argv: Sequence[str] | None = None) -> int:
+    """``acga cache-features --config FILE [--data.* ...] [--splits train test]``.
+
+    Parses the same config as ``acga fit`` (with the same parser), builds only the datamodule
+    and computes its missing feature-cache entries with a progress bar; returns 0.
+    """
+    model_class, data_class = _lightning_classes()
+
+    class CacheFeaturesCLI(_build_cli_class()):
+        def add_arguments_to_parser(self, parser: Any) -> None:
+            super().add_arguments_to_parser(parser)
+            parser.add_argument(
+                "--splits",
+                type=list[str] | None,
+                default=None,
+                help="splits to cache (default: every split the dataset has)",
+            )
+
+        def instantiate_classes(self) -> None:
+            # Only the data: the model and trainer (logger, callbacks) are not needed here.
+            self.datamodule = self.datamodule_class(**self.config["data"].as_dict())
+
+    cli = CacheFeaturesCLI(
+        model_class, data_class, args=resolve_config_args(list(argv or [])), run=False,
+        parser_kwargs={"prog": "acga cache-features"},
+    )  # fmt: skip
+    datamodule = cli.datamodule
+    if not datamodule.cache_settings.enabled:
+        raise SystemExit("acga cache-features: data.cache.mode is 'none'; nothing to cache")
+    if datamodule.hparams.dataset == "toy":
+        datamodule._generate_toy()
+    splits = cli.config.get("splits")
+    from acga_lightning.data.datamodule import build_cache
+
+    report = build_cache(datamodule, tuple(splits) if splits else None, progress=True)
+    print(f"feature cache {datamodule.feature_cache().root}: {report}")
+    return 0
+
+
 def main(args: Sequence[str] | None = None) -> Any:
-    """Entry point of ``acga``; returns the LightningCLI object (or a tool's exit code)."""
+    """Entry point of ``acga``: returns the LightningCLI object (or a tool's exit code) when
+    ``args`` is given (tests), None when it reads ``sys.argv`` (the console script)."""
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in TOOLS:
         code = TOOLS[argv[0]](argv[1:])
         if args is None:
             sys.exit(code)
         return code
-    from acga_lightning.data.datamodule import ReferringVideoDataModule
-    from acga_lightning.segmenter import ACGASegmenter
-
+    model_class, data_class = _lightning_classes()
     cli_class = _build_cli_class()
-    return cli_class(
-        ACGASegmenter,
-        ReferringVideoDataModule,
-        args=argv,
+    cli = cli_class(
+        model_class,
+        data_class,
+        args=resolve_config_args(argv),
         save_config_kwargs={"overwrite": True},
     )
+    return cli if args is not None else None  # the console script passes this to sys.exit
 
 
 if __name__ == "__main__":

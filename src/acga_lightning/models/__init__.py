@@ -4,6 +4,7 @@ from acga_lightning.models import (  # noqa: F401
     attention,
     decoders,
     losses,
+    small_encoders,
     text_encoders,
     video_encoders,
 )
