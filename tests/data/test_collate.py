@@ -37,7 +37,7 @@ def test_collate_stacks_lists_and_ints() -> None:
     for key in ("frame_idx", "instance_id", "sample_id"):
         assert batch[key].dtype == torch.int64
     assert batch["sample_id"].tolist() == [2**62, 2**62 + 1]
-    assert batch["resize"][1].orig_size == (24, 32)
+    assert tuple(batch["resize"][1]["orig_size"]) == (24, 32)
 
 
 def test_collate_keeps_features_and_unknown_keys() -> None:

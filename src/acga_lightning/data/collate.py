@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,8 +22,8 @@ def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     ``frames (B, 3, T, S, S)``, ``words (B, N_T, 300)``, ``word_mask (B, N_T)``, ``mask (B, S, S)``
     are stacked; ``orig_mask`` (differently sized), ``orig_size``, ``query``, ``video_id`` and
-    ``resize`` stay lists. Keys outside the contract are kept as lists. Every sample must have
-    the same keys.
+    ``resize`` (as plain dicts) stay lists. Keys outside the contract are kept as lists. Every
+    sample must have the same keys.
     """
     if len(samples) == 0:
         raise ValueError("samples: expected at least one sample")
@@ -43,6 +44,11 @@ def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
             batch[key] = torch.tensor([int(v) for v in values], dtype=torch.int64)
         elif key == "orig_size":
             batch[key] = [tuple(int(x) for x in v) for v in values]
+        elif key == "resize":
+            # Plain dicts: Lightning's device transfer refuses frozen dataclasses.
+            batch[key] = [
+                dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for v in values
+            ]
         else:
             batch[key] = values
     return batch
