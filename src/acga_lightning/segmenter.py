@@ -234,6 +234,12 @@ class ACGASegmenter(pl.LightningModule):
         keys = ("query", "video_id", "frame_idx", "instance_id", "sample_id")
         return {"masks": masks, "scores": scores, **{k: batch[k] for k in keys if k in batch}}
 
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """Atomic checkpoint writes in every run of this model (never a torn ``last.ckpt``)."""
+        from acga_lightning.checkpointing import AtomicCheckpoints
+
+        return [AtomicCheckpoints()]
+
     # ------------------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> dict[str, Any]:
         trainable = [p for p in self.parameters() if p.requires_grad]

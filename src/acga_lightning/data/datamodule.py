@@ -33,6 +33,7 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data.distributed import DistributedSampler
 
 from acga_lightning.data.cache import CacheSettings, FeatureCache
 from acga_lightning.data.cache_build import (
@@ -45,7 +46,7 @@ from acga_lightning.data.cache_build import (
     missing_entries,
 )
 from acga_lightning.data.collate import collate_samples
-from acga_lightning.data.samplers import UnpaddedDistributedSampler
+from acga_lightning.data.samplers import ResumableDataLoader, UnpaddedDistributedSampler
 
 log = logging.getLogger(__name__)
 
@@ -341,14 +342,22 @@ class ReferringVideoDataModule(pl.LightningDataModule):
             self.setup({"train": "fit", "val": "validate"}.get(split, split))
         data = self.datasets[split]
         kwargs: dict[str, Any] = {}
+        distributed = dist.is_available() and dist.is_initialized()
+        loader_class = DataLoader
         if train:
-            kwargs["shuffle"] = True
+            # The order is a function of (seed, epoch) alone, and the loader records how far it
+            # got: a run resumed from a mid-epoch checkpoint sees exactly the remaining batches.
+            kwargs["sampler"] = DistributedSampler(
+                data, num_replicas=dist.get_world_size() if distributed else 1,
+                rank=dist.get_rank() if distributed else 0, shuffle=True, seed=self.hparams.seed,
+            )  # fmt: skip
             kwargs["generator"] = torch.Generator().manual_seed(self.hparams.seed)
             kwargs["worker_init_fn"] = reseed_augmentation
-        elif dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            loader_class = ResumableDataLoader
+        elif distributed and dist.get_world_size() > 1:
             kwargs["sampler"] = UnpaddedDistributedSampler(data)
         workers = self.hparams.num_workers
-        return DataLoader(
+        return loader_class(
             data, batch_size=self.hparams.batch_size, num_workers=workers,
             collate_fn=collate_samples, pin_memory=self.pin_memory,
             persistent_workers=self.hparams.persistent_workers and workers > 0, **kwargs,
