@@ -332,3 +332,74 @@ def test_toy_data_cli_writes_the_dataset(tmp_path: Path, capsys: pytest.CaptureF
 def test_write_a2d_rejects_bad_arguments(tmp_path: Path, kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         write_a2d(tmp_path, **kwargs)
+
+
+# ------------------------------------------------------------------ sentence-only mode
+SENTENCE = dict(num_videos=8, height=48, width=48, num_frames=(12, 16), quirks=False,
+                sentence_only=True)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sentence_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_a2d(tmp_path_factory.mktemp("sentence"), seed=5, **SENTENCE)
+
+
+def _frame_masks(root: Path, vid: str, fid: int) -> tuple[list[int], np.ndarray]:
+    path = root / f"text_annotations/a2d_annotation_with_instances/{vid}/{fid:05d}.h5"
+    with h5py.File(path, "r") as f:
+        ids, masks = [int(i) for i in f["instance"][()]], f["reMask"][()]
+    return ids, (masks[None] if masks.ndim == 2 else masks).transpose(0, 2, 1)  # (N, H, W)
+
+
+def test_sentence_only_shows_every_actor_and_names_one(sentence_only: Path) -> None:
+    manifest = json.loads((sentence_only / "toy_manifest.json").read_text())
+    assert manifest["sentence_only"] is True and not manifest["quirks"].get("missed_videos")
+    for vid, video in manifest["videos"].items():
+        actors = video["actors"]
+        assert 2 <= len(actors) <= 4
+        for fid in video["annotated_frames"]:  # no frame can be solved without the sentence
+            ids, masks = _frame_masks(sentence_only, vid, fid)
+            assert ids == list(range(len(actors))) and all(m.sum() >= 4 for m in masks)
+        for a in actors:
+            assert not any(_fits(a, o, a["attributes"]) for o in actors if o is not a)
+    vectors = KeyedVectors.load_word2vec_format(str(sentence_only / "word2vec.bin"), binary=True)
+    assert all(w in vectors for w in ("middle", "centre", "between", "side"))
+
+
+def test_sentence_only_target_is_largest_about_one_time_in_n(tmp_path: Path) -> None:
+    root = write_a2d(tmp_path, seed=1, word2vec=False, **{**SENTENCE, "num_videos": 24})
+    manifest = json.loads((root / "toy_manifest.json").read_text())
+    largest, central, chance = [], [], []
+    for vid, video in manifest["videos"].items():
+        for fid in video["annotated_frames"]:
+            _, masks = _frame_masks(root, vid, fid)
+            areas = masks.sum(axis=(1, 2))
+            ys, xs = np.mgrid[0 : masks.shape[1], 0 : masks.shape[2]]
+            dist = [np.hypot(xs[m].mean() - 24, ys[m].mean() - 24) for m in masks.astype(bool)]
+            for a in video["actors"]:  # one sample per (query, frame)
+                largest.append(a["instance_id"] == int(np.argmax(areas)))
+                central.append(a["instance_id"] == int(np.argmin(dist)))
+                chance.append(1 / len(video["actors"]))
+    assert len(largest) >= 150
+    assert abs(np.mean(largest) - np.mean(chance)) < 0.02
+    assert abs(np.mean(central) - np.mean(chance)) < 0.02
+
+
+def test_position_words_hold_at_the_named_frames() -> None:
+    from acga_lightning.data.toy_scenes import Scene, position_terms
+
+    def actor(x0: float, motion: str = "standing", direction: int = 0) -> Actor:
+        return Actor("red", "circle", motion, direction, 0.1, x0, 0.6, 0.0, 0)
+
+    row = Scene((actor(0.2), actor(0.5), actor(0.8)), 20, 1.0, 0)
+    assert position_terms(row) == ["left", None, "right"]
+    assert position_terms(row, frames=[3, 10], middle=True) == ["left", "middle", "right"]
+    # A runner crossing the frame is left of the other on average but not at the last frame.
+    crossing = Scene((actor(0.1, "running", 1), actor(0.6)), 20, 1.0, 0)
+    assert position_terms(crossing)[0] == "left"
+    assert position_terms(crossing, frames=[0, 19])[0] is None
+
+
+def test_sentence_only_needs_two_actors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="min_actors"):
+        write_a2d(tmp_path, min_actors=1, **SENTENCE)

@@ -18,7 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from acga_lightning.data.toy_scenes import Scene, render_frame, sample_scene
+from acga_lightning.data.toy_scenes import Scene, actor_mask, render_frame, sample_scene
 from acga_lightning.data.toy_text import describe, vocabulary_sentences, write_word2vec
 
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -26,6 +26,9 @@ ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 ASPECTS = (4 / 3, 3 / 2, 16 / 10, 16 / 9)
 FPS = 24
 COPY_INSTANCE = "1 (copy)"
+#: Sentence-only mode: every actor shows at least this share of its area in each annotated frame.
+MIN_VISIBLE_SHARE = 0.4
+SCENE_TRIES = 200
 
 
 @dataclass
@@ -107,6 +110,23 @@ def write_frame_h5(
         f.create_dataset("id", data=np.asarray([codes], np.float64), track_times=False)
 
 
+def min_pixels_for(height: int) -> int:
+    """The fewest visible pixels for an actor to be annotated in a frame of this height."""
+    return max(4, round(0.003 * height * height))
+
+
+def all_actors_visible(scene: Scene, fids: list[int], height: int, width: int) -> bool:
+    """Whether every actor shows ``MIN_VISIBLE_SHARE`` of its area in every frame of ``fids``."""
+    for fid in fids:
+        _, visible = render_frame(scene, fid - 1, height, width)
+        for actor, mask in zip(scene.actors, visible, strict=True):
+            full = int(actor_mask(actor, fid - 1, scene, height, width).sum())
+            shown = int(mask.sum())
+            if shown < min_pixels_for(height) or shown < MIN_VISIBLE_SHARE * full:
+                return False
+    return True
+
+
 def plan_videos(
     rng: np.random.Generator,
     num_videos: int,
@@ -118,8 +138,13 @@ def plan_videos(
     min_actors: int,
     max_actors: int,
     exit_video: int | None,
+    sentence_only: bool = False,
 ) -> list[PlannedVideo]:
-    """Draw every video's id, size, length, scene, split, annotated frames and queries."""
+    """Draw every video's id, size, length, scene, split, annotated frames and queries.
+
+    ``sentence_only``: scenes are redrawn until every actor is clearly visible in every
+    annotated frame, and queries are written by ``describe(..., sentence_only=True)``.
+    """
     ids = video_ids(rng, num_videos)
     num_test = int(round(num_videos * test_fraction))
     if test_fraction > 0 and num_videos >= 2:
@@ -133,9 +158,19 @@ def plan_videos(
         exits = n - 1 if i == exit_video else 0
         scene = sample_scene(rng, num_actors=n, num_frames=t, aspect=w / height, exits=exits)
         fids = spread_frames(t, annotated_per_video, rng)
+        tries = 1
+        while sentence_only and not all_actors_visible(scene, fids, height, w):
+            if tries == SCENE_TRIES:
+                raise ValueError(
+                    f"sentence_only: no scene of {n} actors in {tries} tries shows them all at "
+                    f"height {height}, width {w}; use fewer actors or larger frames"
+                )
+            scene = sample_scene(rng, num_actors=n, num_frames=t, aspect=w / height)
+            tries += 1
         video = PlannedVideo(vid, scene, w, int(i in test), fids)
+        frames = [fid - 1 for fid in fids] if sentence_only else None
         for k in range(n):
-            query, used = describe(scene, k, rng)
+            query, used = describe(scene, k, rng, frames=frames, sentence_only=sentence_only)
             video.queries.append(query)
             video.attributes.append(used)
         planned.append(video)
@@ -240,7 +275,7 @@ def render_all(
     rng: np.random.Generator,
 ) -> dict[str, Any]:
     """Write every video and its h5 files; returns where the h5 faults were put."""
-    min_pixels = max(4, round(0.003 * height * height))
+    min_pixels = min_pixels_for(height)
     placed: dict[str, Any] = {}
     for rank, i in enumerate(order):  # the exit video first; faults go to the videos after it
         may_fault = quirks and (rank > 0 or len(videos) == 1)
@@ -296,6 +331,7 @@ def write_a2d(
     word2vec: bool = True,
     min_actors: int = 2,
     max_actors: int = 4,
+    sentence_only: bool = False,
 ) -> Path:
     """Write a small A2D-Sentences dataset under ``root`` in the real layout; returns ``root``.
 
@@ -304,6 +340,16 @@ def write_a2d(
     a ``1 (copy)`` row, untidy queries, a missed video (its rows kept), a duplicate instance id,
     a frame with more masks than instances, and frames with one instance (2-D ``reMask``).
     ``toy_manifest.json`` records the scenes, the samples per split and where each quirk went.
+
+    Every actor of a clip is queried once, so the target is the largest, the front or the most
+    central actor of its frame no more often than any other actor. ``sentence_only=True`` goes
+    further, so that only the sentence tells the target apart (the Table 3 ablation benchmark
+    uses it): clips hold ``min_actors`` >= 2 actors and no actor flies out of view (every
+    annotated frame shows every actor, at least ``MIN_VISIBLE_SHARE`` of it unoccluded), a
+    position word must be true at each annotated frame, not only on average over the clip,
+    "in the middle" (of three actors) and more paraphrases ("on the top", "in the centre") are
+    added, and the word vectors cover them. The default (False) keeps the data of earlier
+    releases byte for byte.
     """
     if num_videos < 1:
         raise ValueError(f"num_videos must be >= 1, got {num_videos}")
@@ -313,6 +359,8 @@ def write_a2d(
         raise ValueError(f"num_frames must be (lo, hi) with 2 <= lo <= hi, got {num_frames}")
     if not 1 <= min_actors <= max_actors:
         raise ValueError(f"need 1 <= min_actors <= max_actors, got {min_actors}, {max_actors}")
+    if sentence_only and min_actors < 2:
+        raise ValueError(f"min_actors: sentence_only needs >= 2 actors per clip, got {min_actors}")
     if annotated_per_video < 1 or not 0.0 <= test_fraction <= 1.0:
         raise ValueError(
             f"annotated_per_video must be >= 1 and test_fraction in [0, 1], "
@@ -325,7 +373,9 @@ def write_a2d(
     order = [int(i) for i in rng.permutation(num_videos)]  # quirks go to order[0], order[1], ...
     videos = plan_videos(
         rng, num_videos, height, width, num_frames, annotated_per_video, test_fraction,
-        min_actors, max_actors, exit_video=order[0] if quirks and max_actors > 1 else None,
+        min_actors, max_actors,
+        exit_video=order[0] if quirks and max_actors > 1 and not sentence_only else None,
+        sentence_only=sentence_only,
     )  # fmt: skip
     placed = render_all(videos, order, root, height, quirks, rng)
     rows = annotation_rows(videos, order, quirks, placed)
@@ -339,8 +389,9 @@ def write_a2d(
     ]  # fmt: skip
     if word2vec:
         sentences = [" ".join(q.lower().split()) for v in videos for q in v.queries]
-        write_word2vec(root / "word2vec.bin", sentences + vocabulary_sentences(), seed=seed)
-    write_manifest(root, videos, height, seed, placed, missed)
+        vocabulary = vocabulary_sentences(sentence_only)
+        write_word2vec(root / "word2vec.bin", sentences + vocabulary, seed=seed)
+    write_manifest(root, videos, height, seed, placed, missed, sentence_only)
     return root
 
 
@@ -351,6 +402,7 @@ def write_manifest(
     seed: int,
     quirks: dict[str, Any],
     missed: list[str],
+    sentence_only: bool = False,
 ) -> None:
     """``toy_manifest.json``: what was generated, for tests; no reader may depend on it."""
     samples = {"train": 0, "test": 0}
@@ -372,4 +424,6 @@ def write_manifest(
         }  # fmt: skip
     manifest = {"format": "a2d", "seed": seed, "fps": FPS, "num_samples": samples,
                 "quirks": quirks, "videos": described}  # fmt: skip
+    if sentence_only:  # absent otherwise, so that default data keeps its bytes
+        manifest["sentence_only"] = True
     (root / "toy_manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")

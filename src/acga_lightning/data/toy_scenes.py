@@ -10,6 +10,7 @@ every actor (actors hide one another by depth, so a mask is the visible part onl
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -119,26 +120,52 @@ def mean_position(actor: Actor, num_frames: int, aspect: float) -> tuple[float, 
     return float(np.mean([s[0] for s in states])), float(np.mean([s[1] for s in states]))
 
 
-def position_terms(scene: Scene) -> list[str | None]:
+def _positions(scene: Scene, frames: Sequence[int] | None) -> list[list[tuple[float, float]]]:
+    """Per actor, the points a position word must hold at: its mean, or its centre per frame."""
+    if frames is None:
+        return [[mean_position(a, scene.num_frames, scene.aspect)] for a in scene.actors]
+    return [
+        [actor_state(a, t, scene.num_frames, scene.aspect)[:2] for t in frames]
+        for a in scene.actors
+    ]
+
+
+def _term_at(i: int, points: list[tuple[float, float]], middle: bool) -> str | None:
+    """The position word that singles out actor ``i`` among ``points`` (one per actor), if any."""
+    (x, y), others = points[i], [p for j, p in enumerate(points) if j != i]
+    if not others:
+        return None
+    if all(x < ox - POSITION_MARGIN for ox, _ in others):
+        return "left"
+    if all(x > ox + POSITION_MARGIN for ox, _ in others):
+        return "right"
+    if all(y < oy - POSITION_MARGIN for _, oy in others):
+        return "top"
+    if all(y > oy + POSITION_MARGIN for _, oy in others):
+        return "bottom"
+    if middle and len(others) == 2:  # between the other two, by the margin on both sides
+        lo, hi = sorted(ox for ox, _ in others)
+        if lo + POSITION_MARGIN < x < hi - POSITION_MARGIN:
+            return "middle"
+    return None
+
+
+def position_terms(
+    scene: Scene, frames: Sequence[int] | None = None, middle: bool = False
+) -> list[str | None]:
     """Per actor, "left", "right", "top" or "bottom" where that alone singles it out, else None.
 
-    An actor is "on the left" only when its mean x is below every other actor's by
-    ``POSITION_MARGIN``, so the word is true for the whole clip and for no other actor.
+    An actor is "on the left" only when its x is below every other actor's by
+    ``POSITION_MARGIN``, so the word is true for no other actor. With ``frames`` None the test
+    is on the positions averaged over the clip; with ``frames`` (0-based) it must hold, with
+    the same word, at each of those frames. ``middle`` adds "middle" for the actor of a
+    three-actor scene that lies between the other two horizontally (by the margin each side).
     """
-    means = [mean_position(a, scene.num_frames, scene.aspect) for a in scene.actors]
+    points = _positions(scene, frames)
     terms: list[str | None] = []
-    for i, (x, y) in enumerate(means):
-        others = [m for j, m in enumerate(means) if j != i]
-        found = None
-        if others and all(x < ox - POSITION_MARGIN for ox, _ in others):
-            found = "left"
-        elif others and all(x > ox + POSITION_MARGIN for ox, _ in others):
-            found = "right"
-        elif others and all(y < oy - POSITION_MARGIN for _, oy in others):
-            found = "top"
-        elif others and all(y > oy + POSITION_MARGIN for _, oy in others):
-            found = "bottom"
-        terms.append(found)
+    for i in range(len(scene.actors)):
+        found = {_term_at(i, [p[k] for p in points], middle) for k in range(len(points[i]))}
+        terms.append(found.pop() if len(found) == 1 else None)
     return terms
 
 

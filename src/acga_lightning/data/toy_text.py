@@ -32,6 +32,13 @@ POSITION_PHRASES: dict[str, tuple[str, ...]] = {
     "top": ("at the top", "near the top"),
     "bottom": ("at the bottom", "near the bottom"),
 }
+#: Extra wordings used only in the sentence-only mode (``write_a2d(sentence_only=True)``).
+SENTENCE_POSITION_PHRASES: dict[str, tuple[str, ...]] = {
+    "top": ("on the top",),
+    "left": ("on the left side",),
+    "right": ("on the right side",),
+    "middle": ("in the middle", "in the centre", "between the others"),
+}
 ATTRIBUTES = ("colour", "motion", "position")
 WORD2VEC_DIM = 300
 
@@ -50,14 +57,18 @@ def _matches(actor: Actor, other: Actor, used: Iterable[str]) -> bool:
     return True
 
 
-def unique_attribute_sets(scene: Scene, index: int) -> list[tuple[str, ...]]:
+def unique_attribute_sets(
+    scene: Scene, index: int, positions: Sequence[str | None] | None = None
+) -> list[tuple[str, ...]]:
     """Every non-empty attribute set (besides the shape noun) that singles out actor ``index``.
 
     A bare noun ("the ball") is left out even where it would be unique: real queries name
-    more than the actor's class.
+    more than the actor's class. ``positions`` are the actors' position words (default:
+    :func:`position_terms` of the scene).
     """
     actor = scene.actors[index]
-    has_position = position_terms(scene)[index] is not None
+    positions = position_terms(scene) if positions is None else positions
+    has_position = positions[index] is not None
     names = [n for n in ATTRIBUTES if n != "position" or has_position]
     found = []
     for k in range(1, len(names) + 1):
@@ -69,9 +80,16 @@ def unique_attribute_sets(scene: Scene, index: int) -> list[tuple[str, ...]]:
 
 
 def render_query(
-    actor: Actor, used: Sequence[str], position: str | None, rng: np.random.Generator
+    actor: Actor,
+    used: Sequence[str],
+    position: str | None,
+    rng: np.random.Generator,
+    paraphrases: bool = False,
 ) -> str:
-    """One wording of a description of ``actor`` naming its shape and the ``used`` attributes."""
+    """One wording of a description of ``actor`` naming its shape and the ``used`` attributes.
+
+    ``paraphrases`` adds the wordings of :data:`SENTENCE_POSITION_PHRASES` (and "middle").
+    """
     noun = str(rng.choice(SHAPES[actor.shape]))
     phrase = noun
     if "colour" in used:
@@ -83,7 +101,10 @@ def render_query(
     if "position" in used:
         if position is None:
             raise ValueError("position: the actor has no unique position term")
-        words.append(str(rng.choice(POSITION_PHRASES[position])))
+        phrases = POSITION_PHRASES.get(position, ())
+        if paraphrases:
+            phrases = phrases + SENTENCE_POSITION_PHRASES.get(position, ())
+        words.append(str(rng.choice(phrases)))
     if "motion" in used:
         side = "left" if actor.direction < 0 else "right"
         verb = str(rng.choice(VERB_PHRASES[actor.motion])).format(dir=side)
@@ -92,18 +113,33 @@ def render_query(
     return " ".join(words)
 
 
-def describe(scene: Scene, index: int, rng: np.random.Generator) -> tuple[str, tuple[str, ...]]:
-    """A query that fits actor ``index`` and no other actor and the attributes it uses."""
-    options = unique_attribute_sets(scene, index)
+def describe(
+    scene: Scene,
+    index: int,
+    rng: np.random.Generator,
+    frames: Sequence[int] | None = None,
+    sentence_only: bool = False,
+) -> tuple[str, tuple[str, ...]]:
+    """A query that fits actor ``index`` and no other actor and the attributes it uses.
+
+    With ``sentence_only`` (the mode of ``write_a2d(sentence_only=True)``) a position word must
+    hold at each of ``frames`` (0-based; the annotated frames), not only on average, "in the
+    middle" joins the position words, and the extra paraphrases are used.
+    """
+    positions = position_terms(scene, frames, middle=sentence_only)
+    options = unique_attribute_sets(scene, index, positions)
     if not options:  # sample_scene guarantees colour + shape + motion is unique
         raise ValueError(f"index: actor {index} cannot be told apart from the others by words")
     used = options[int(rng.integers(len(options)))]
-    position = position_terms(scene)[index]
-    return render_query(scene.actors[index], used, position, rng), used
+    actor = scene.actors[index]
+    return render_query(actor, used, positions[index], rng, paraphrases=sentence_only), used
 
 
-def vocabulary_sentences() -> list[str]:
-    """Sentences that use every word any query can use (so the word vectors cover all seeds)."""
+def vocabulary_sentences(sentence_only: bool = False) -> list[str]:
+    """Sentences that use every word any query can use (so the word vectors cover all seeds).
+
+    ``sentence_only`` adds the words of the sentence-only mode's paraphrases.
+    """
     sentences = []
     for colour, nouns in itertools.product(COLOURS, SHAPES.values()):
         for noun, phrases in itertools.product(nouns, VERB_PHRASES.values()):
@@ -115,6 +151,10 @@ def vocabulary_sentences() -> list[str]:
     for position, phrases in POSITION_PHRASES.items():
         for phrase in phrases:
             sentences.append(f"the ball {phrase} which is standing {position}")
+    if sentence_only:
+        for position, phrases in SENTENCE_POSITION_PHRASES.items():
+            for phrase in phrases:
+                sentences.append(f"the box {phrase} which is standing {position}")
     return sentences
 
 
