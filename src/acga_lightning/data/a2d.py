@@ -53,7 +53,7 @@ from acga_lightning.data.sample import (
     save_cached_index,
 )
 from acga_lightning.data.video import VideoReadError, clip_indices, probe_video, read_window
-from acga_lightning.data.words import WordStats, load_word_vectors, query_stats
+from acga_lightning.data.words import WordStats, load_word_vectors, query_stats, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class _IndexBuilder:
                     self.skipped.add("copy_row", f"{vid} instance_id {inst!r}")
                 elif not inst.isdigit():
                     self.fail("bad_instance_id", f"{path}: {vid} instance_id {inst!r}")
-                elif not normalise_query(query or ""):
+                elif not tokenize(query or ""):  # blank, or punctuation / symbols only
                     self.fail("empty_query", f"{path}: {vid} instance {inst}")
                 else:
                     queries[vid].append((int(inst), normalise_query(query)))

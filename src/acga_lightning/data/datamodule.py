@@ -202,7 +202,11 @@ class ReferringVideoDataModule(pl.LightningDataModule):
         tmp = self.root.with_name(f".{self.root.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("generating toy A2D data in %s with %s", self.root, self.toy_options)
-        write_a2d(tmp, **self.toy_options)
+        try:
+            write_a2d(tmp, **self.toy_options)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a full disk leaves no half-written copy
+            raise
         if self.root.exists():
             self.root.rmdir()
         os.replace(tmp, self.root)  # atomic: a half-written dataset is never seen as complete

@@ -193,6 +193,7 @@ def save_cached_index(path: Path | None, fingerprint: str, payload: dict[str, An
     if path is None:
         return
     data = {"version": INDEX_VERSION, "fingerprint": fingerprint, **payload}
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -200,6 +201,8 @@ def save_cached_index(path: Path | None, fingerprint: str, payload: dict[str, An
             json.dump(data, f)
         os.replace(tmp, path)
     except OSError as err:
+        if tmp is not None:  # a full disk must not leave a partial temp file behind
+            Path(tmp).unlink(missing_ok=True)
         log.warning(
             "could not write index cache %s (%s); the index is rebuilt next time", path, err
         )

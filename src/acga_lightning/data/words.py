@@ -1,10 +1,11 @@
 """Word vectors for queries: loading word2vec files, tokenising and encoding sentences.
 
 Tokenisation (decided here, used by every reader): lower-case; words are runs of letters and
-digits, optionally joined by inner hyphens or apostrophes; a possessive ``'s`` is split off as its
-own token (``"dog's" -> ["dog", "'s"]``, as word2vec's GoogleNews vocabulary has ``'s``); all other
-punctuation is dropped. A hyphenated word is kept whole (``"left-most"``) and, only if the
-vocabulary lacks it, looked up as its parts (``"left", "most"``) by :func:`encode_query`.
+digits of any script (a typographic apostrophe counts as ``'``), optionally joined by inner
+hyphens or apostrophes; a possessive ``'s`` is split off as its own token (``"dog's" -> ["dog",
+"'s"]``, as word2vec's GoogleNews vocabulary has ``'s``); all other punctuation is dropped.
+A hyphenated word is kept whole (``"left-most"``) and, only if the vocabulary lacks it,
+looked up as its parts (``"left", "most"``) by :func:`encode_query`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from gensim.models import KeyedVectors
 
 log = logging.getLogger(__name__)
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+# Letters and digits of any script ("café" stays whole, not "caf"); ASCII input is unchanged.
+_TOKEN = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*")
 _BINARY_SUFFIXES = {".bin"}
 _TEXT_SUFFIXES = {".txt", ".vec"}
 _NATIVE_SUFFIXES = {".kv", ".model"}
@@ -109,7 +111,7 @@ def load_word_vectors(path: str | Path, limit: int | None = None) -> KeyedVector
 def tokenize(sentence: str) -> list[str]:
     """Split a sentence into lower-case word tokens (rules in the module docstring)."""
     tokens = []
-    for tok in _TOKEN.findall(sentence.lower()):
+    for tok in _TOKEN.findall(sentence.lower().replace("\u2019", "'")):
         if tok.endswith("'s") and len(tok) > 2:
             tokens.extend([tok[:-2], "'s"])
         else:
