@@ -21,25 +21,30 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# Lightning 2.6 still calls jsonargparse APIs that 4.4x deprecates: noise for our users.
+os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
 BASE_KEY = "__base__"
 CONFIG_FLAGS = ("--config", "-c")
 
 
-def merge_configs(base: Any, override: Any) -> Any:
+def merge_configs(base: Any, override: Any, _path: tuple[str, ...] = ()) -> Any:
     """``override`` merged over ``base``: mappings key by key (recursively), anything else replaced.
 
-    Two part specs (mappings with a ``name``) of different names do not merge: the override
-    replaces the base, so ``decoder: {name: single}`` drops the base decoder's arguments. Lists
-    (e.g. ``trainer.callbacks``) are replaced whole.
+    Lists (e.g. ``trainer.callbacks``) are replaced whole. A model part spec
+    (``model.<part>: {name: ...}``) whose ``name`` changes, or a ``{class_path: ...}`` whose
+    class changes, is replaced, not merged: ``decoder: {name: single}`` drops the base
+    decoder's arguments, ``logger: {class_path: ...CSVLogger}`` the base logger's.
     """
     if not isinstance(base, dict) or not isinstance(override, dict):
         return override
-    if "name" in base and "name" in override and base["name"] != override["name"]:
-        return override
+    is_part = len(_path) == 2 and _path[0] == "model"
+    for key in ("name",) * is_part + ("class_path",):
+        if key in base and key in override and base[key] != override[key]:
+            return override
     merged = dict(base)
     for key, value in override.items():
-        merged[key] = merge_configs(base[key], value) if key in base else value
+        merged[key] = merge_configs(base[key], value, (*_path, key)) if key in base else value
     return merged
 
 
@@ -178,9 +183,26 @@ def _build_cli_class() -> type:
                 default=False,
                 help="after fit, test the best (else last) checkpoint and print the metric table",
             )
+            parser.add_argument(
+                "--torch_threads",
+                type=int | None,
+                default=None,
+                help="torch.set_num_threads before anything runs (None: torch's default). "
+                "On a small CPU shared with other jobs, 1 avoids OpenMP oversubscription.",
+            )
             parser.link_arguments("data.num_frames", "model.num_frames")
             parser.link_arguments("data.frame_size", "model.frame_size")
             parser.link_arguments("data.resize_policy", "model.resize_policy")
+
+        def before_instantiate_classes(self) -> None:
+            config = self.config.get(self.subcommand, self.config) if self.subcommand else None
+            threads = (config or self.config).get("torch_threads")
+            if threads is not None:
+                if threads < 1:
+                    raise ValueError(f"torch_threads: expected >= 1, got {threads}")
+                import torch
+
+                torch.set_num_threads(threads)
 
         def _check(self) -> None:
             check_feature_spec(self.model, self.datamodule)

@@ -1,0 +1,85 @@
+"""Floors for referring segmentation on an A2D-format test split: answers that ignore the sentence.
+
+- ``every actor``: the union of every annotated instance mask of the frame.
+- ``largest actor``: the largest annotated instance mask of the frame.
+- ``no actor`` (empty prediction) is 0 everywhere and not printed.
+
+A model that reads the sentence must beat both. Scored with
+:class:`~acga_lightning.metrics.ReferringSegmentationMetrics` at the frames' original size, on
+exactly the samples the datamodule tests on (the :class:`A2DSentences` test index).
+
+    python benchmarks/floors.py --config configs/demo.yaml   # data.root / data.toy of a config
+    python benchmarks/floors.py --root data/a2d --word-vectors <word2vec.bin>
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def frame_masks(path: Path) -> np.ndarray:
+    """Every instance mask of one A2D h5 frame as bool ``(N, h, w)`` (``reMask`` is transposed)."""
+    with h5py.File(path, "r") as f:
+        masks = np.asarray(f["reMask"])
+    if masks.ndim == 2:
+        masks = masks[None]
+    return np.ascontiguousarray(masks.transpose(0, 2, 1) != 0)  # (N, h, w)
+
+
+def score_floors(root: Path, word_vectors: Path) -> dict[str, dict[str, float]]:
+    """Metrics of each floor on the test split of the A2D-format dataset at ``root``."""
+    from acga_lightning.data.a2d import MASKS, A2DSentences, read_a2d_mask
+    from acga_lightning.metrics import ReferringSegmentationMetrics
+
+    reader = A2DSentences(root, "test", num_frames=1, frame_size=32, word_vectors=word_vectors)
+    floors = {name: ReferringSegmentationMetrics() for name in ("every actor", "largest actor")}
+    for record in reader.records:
+        path = root / MASKS / record["video_id"] / f"{record['frame_idx']:05d}.h5"
+        target = torch.from_numpy(read_a2d_mask(path, record["mask_index"]))[None]  # (1, h, w)
+        masks = frame_masks(path)  # (N, h, w)
+        largest = masks[int(masks.reshape(len(masks), -1).sum(1).argmax())]
+        floors["every actor"].update(torch.from_numpy(masks.any(0))[None], target)
+        floors["largest actor"].update(torch.from_numpy(largest)[None], target)
+    return {name: {k: float(v) for k, v in m.compute().items()} for name, m in floors.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", help="a config whose data.root (and data.toy) to use")
+    parser.add_argument("--root", help="dataset root (overrides the config)")
+    parser.add_argument("--word-vectors", help="word2vec file (default <root>/word2vec.bin)")
+    args = parser.parse_args()
+    toy: dict | None = None
+    root = args.root
+    if args.config:
+        from acga_lightning.cli import load_config
+
+        data = load_config(args.config).get("data", {})
+        root = root or data.get("root")
+        toy = data.get("toy") if data.get("dataset") == "toy" else None
+    if not root:
+        parser.error("give --root or --config")
+    root = Path(root)
+    if toy is not None and not (root / "Release/videoset.csv").is_file():
+        from acga_lightning.data.toy import write_a2d
+
+        write_a2d(root, **toy)
+    vectors = Path(args.word_vectors) if args.word_vectors else root / "word2vec.bin"
+    results = score_floors(root, vectors)
+    keys = ["mean_iou", "overall_iou", "P@0.5", "P@0.7", "P@0.9", "mAP@0.5:0.95", "num_samples"]
+    print(f"floors on the test split of {root}")
+    print(f"{'floor':<15}" + "".join(f"{k:>14}" for k in keys))
+    for name, metrics in results.items():
+        print(f"{name:<15}" + "".join(f"{metrics.get(k, float('nan')):>14.4f}" for k in keys))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Every file in configs/ (base fragments aside) runs through the real CLI on tiny generated data.
+
+Only the data location, sizes and the weights paths are overridden: the model, loss, attention,
+schedule, cache mode and callbacks are the config's own. The A2D configs keep their Mixed_4e
+feature cache (built once into a shared folder: the random I3D prefix is the same under
+``seed_everything``, so its fingerprint is too).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from acga_lightning.cli import load_config, main
+from acga_lightning.data.toy import write_a2d, write_jhmdb
+from acga_lightning.registry import parse_spec
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RUNNABLE = sorted(p.name for p in CONFIGS.glob("*.yaml"))
+TINY = ["--data.frame_size", "64", "--data.num_frames", "4", "--data.batch_size", "2"]
+# bf16-mixed (the A2D configs' GPU setting) is slow on CPU and warns in the model summary.
+FAST = [
+    "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu",
+    "--trainer.precision", "32-true", "--data.num_workers", "0",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("configs")
+    write_a2d(base / "a2d", num_videos=4, height=64, seed=3)
+    write_jhmdb(base / "jhmdb", num_videos=2, height=48, width=64, seed=3)
+    return {"a2d": base / "a2d", "jhmdb": base / "jhmdb", "cache": base / "cache", "base": base}
+
+
+def cache_overrides(tiny: dict[str, Path]) -> list[str]:
+    # The real configs point at data/weights/rgb_imagenet.pt: use a random I3D instead.
+    cache = f"{{mode: mixed_4e, dir: {tiny['cache']}, encoder: {{name: i3d}}}}"
+    return [
+        "--data.cache", cache,
+        "--model.video_encoder", "{name: precomputed, endpoint: mixed_4e}",
+    ]  # fmt: skip
+
+
+def arguments(name: str, tiny: dict[str, Path]) -> list[str]:
+    """The command line that runs config ``name`` on the tiny data."""
+    config = ["--config", str(CONFIGS / name)]
+    if name == "demo.yaml":
+        root = tiny["base"] / "demo_toy"  # absent: the datamodule must generate it
+        toy = "{num_videos: 4, height: 64, seed: 1}"
+        data = ["--data.root", str(root), "--data.toy", toy]
+        return ["fit", *config, *FAST, *TINY, *data]
+    quiet = ["--trainer.logger", "false"]
+    if name == "jhmdb_eval.yaml":
+        root = tiny["jhmdb"]
+        data = ["--data.root", str(root), "--data.word_vectors", str(root / "word2vec.bin")]
+        return ["test", *config, *FAST, *TINY, *data, *cache_overrides(tiny), *quiet]
+    root = tiny["a2d"]
+    data = ["--data.dataset", "toy", "--data.root", str(root)]
+    data += ["--data.word_vectors", str(root / "word2vec.bin")]
+    return ["fit", *config, *FAST, *TINY, *data, *cache_overrides(tiny), *quiet]
+
+
+def test_every_config_is_tested() -> None:
+    assert {"a2d_acga.yaml", "demo.yaml", "jhmdb_eval.yaml"} <= set(RUNNABLE)
+    assert all(not p.name.startswith("_") for p in CONFIGS.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", RUNNABLE)
+def test_config_runs(name: str, tiny: dict[str, Path], tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setattr(sys, "argv", ["acga"])  # LightningCLI warns when both are given
+    monkeypatch.chdir(tmp_path)  # outputs/ and checkpoints land in this test's folder
+    cli = main(arguments(name, tiny))
+    assert cli.trainer.state.finished
+    config = load_config(CONFIGS / name)
+    for key in ("attention", "decoder", "loss"):
+        expected = config["model"][key]
+        expected = expected if isinstance(expected, str) else expected["name"]
+        assert parse_spec(cli.model.hparams[key])[0] == expected
+    if config.get("test_after_fit") and cli.subcommand == "fit":
+        assert "test/mean_iou" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", [n for n in RUNNABLE if n.startswith("a2d_")])
+def test_a2d_configs_keep_paper_settings(name: str) -> None:
+    config = load_config(CONFIGS / name)
+    data, model, trainer = config["data"], config["model"], config["trainer"]
+    assert (data["num_frames"], data["frame_size"], data["batch_size"]) == (16, 512, 4)
+    assert data["cache"]["mode"] == "mixed_4e"
+    assert model["video_encoder"]["name"] == "precomputed"
+    assert model["video_encoder"]["weights"] == data["cache"]["encoder"]["weights"]
+    assert (model["lr"], model["lr_milestones"], trainer["max_epochs"]) == (5e-4, [8], 12)
+    assert trainer["precision"] == "bf16-mixed"
+
+
+def test_demo_config_is_self_contained() -> None:
+    config = load_config(CONFIGS / "demo.yaml")
+    assert config["data"]["dataset"] == "toy" and config["test_after_fit"] is True
+    assert config["trainer"]["logger"]["init_args"]["offline"] is True
+    callbacks = [c["class_path"].rsplit(".", 1)[-1] for c in config["trainer"]["callbacks"]]
+    assert "RichProgressBar" in callbacks
+    assert not os.path.isabs(config["data"]["root"])
