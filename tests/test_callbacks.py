@@ -18,6 +18,7 @@ from acga_lightning.data import ReferringVideoDataModule
 
 SMALL = {"num_frames": 4, "frame_size": 32}
 HEAD = {"decoder": {"name": "multires", "up_channels": [16, 8], "head_widths": [16, 8, 8]}}
+FAST = {"name": "small3d", "widths": [8, 8, 16, 16]}  # a cheap frames encoder
 NAMES = ("overlay", "word_attention", "pixel_context")
 # Lightning's pytree use on torch 2.14 (pyproject's allow-list has it as a DeprecationWarning only)
 LEAFSPEC = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
@@ -33,7 +34,7 @@ def test_fit_writes_pictures_to_disk_without_a_logger(tmp_path):
         dataset_options={"index_cache": False},
         **SMALL,
     )
-    model = ACGASegmenter(**HEAD, **SMALL)
+    model = ACGASegmenter(video_encoder=FAST, **HEAD, **SMALL)
     every_epoch = ValidationImageLogger(num_samples=2)
     elsewhere = tmp_path / "elsewhere"
     not_yet = ValidationImageLogger(num_samples=2, every_n_epochs=2, out_dir=str(elsewhere))

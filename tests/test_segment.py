@@ -60,7 +60,7 @@ def toy(tmp_path_factory):
     manifest = json.loads((root / "toy_manifest.json").read_text())
     video_id, described = sorted(manifest["videos"].items())[0]
     torch.manual_seed(0)
-    model = sharpened(ACGASegmenter(**HEAD, **SMALL))
+    model = sharpened(ACGASegmenter(**HEAD, **SMALL))  # i3d: seed 0 gives partial masks
     ckpt = save_checkpoint(model, tmp / "tiny.ckpt", {"root": str(root), "max_words": 20})
     return {
         "tmp": tmp,
