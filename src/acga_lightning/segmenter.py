@@ -202,9 +202,6 @@ class ACGASegmenter(pl.LightningModule):
             preds, scores = self.predict_masks(out["logits"][-1], batch["orig_size"])
             targets = [torch.as_tensor(m, device=self.device).bool() for m in batch["orig_mask"]]
             sample_ids = batch.get("sample_id")
-            if sample_ids is not None:
-                # Ids are 63-bit; the metrics keep them in float64, exact below 2**53.
-                sample_ids = [int(i) >> 10 for i in sample_ids]
             metrics.update(preds, targets, scores=scores, sample_ids=sample_ids)
         return out
 
