@@ -102,3 +102,14 @@ def test_variants_route_the_right_features():
 def test_empty_sentence_is_an_error():
     with pytest.raises(ValueError, match="at least one real word"):
         sentence_feature(torch.randn(1, 3, 2), torch.zeros(1, 3, dtype=torch.bool))
+
+
+def test_init_std_scales_the_linear_weights_only():
+    torch.manual_seed(0)
+    official = ACGAAttention(visual_channels=64, text_channels=32)
+    wide = ACGAAttention(visual_channels=64, text_channels=32, init_std=0.2)
+    assert official.lgva.query.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    assert wide.lgva.query.weight.std().item() == pytest.approx(0.2, rel=0.1)
+    assert torch.all(wide.lgva.query.bias == 0)
+    with pytest.raises(ValueError, match="init_std"):
+        ACGAAttention(init_std=0.0)

@@ -3,6 +3,7 @@ attention (LGVA), both together (ACGA), and the paper's attention-free Baseline.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -112,6 +113,7 @@ class _CrossModalAttention(nn.Module):
         vision_guided_language: bool,
         language_guided_vision: bool,
         use_sdpa: bool = True,
+        init_std: float = 0.02,
     ) -> None:
         super().__init__()
         self.vgla = (
@@ -124,7 +126,9 @@ class _CrossModalAttention(nn.Module):
             if language_guided_vision
             else None
         )
-        self.apply(official_init)
+        if init_std <= 0:
+            raise ValueError(f"init_std must be positive, got {init_std}")
+        self.apply(functools.partial(official_init, std=init_std))
 
     def forward(
         self, visual: torch.Tensor, text: torch.Tensor, word_mask: torch.Tensor
@@ -147,20 +151,31 @@ class _CrossModalAttention(nn.Module):
 
 @ATTENTION.register("acga")
 class ACGAAttention(_CrossModalAttention):
-    """Asymmetric cross-guided attention: VGLA gives F_TA, LGVA gives F_VA (paper section 3.2)."""
+    """Asymmetric cross-guided attention: VGLA gives F_TA, LGVA gives F_VA (paper section 3.2).
+
+    ``init_std`` is the standard deviation of the Linear weights at initialisation (official
+    code: 0.02). With L2-normalised visual features LGVA's gated scores start near zero, so its
+    attention starts uniform; small from-scratch models learn faster with a larger value.
+    """
 
     def __init__(
-        self, visual_channels: int = 832, text_channels: int = 300, use_sdpa: bool = True
+        self,
+        visual_channels: int = 832,
+        text_channels: int = 300,
+        use_sdpa: bool = True,
+        init_std: float = 0.02,
     ) -> None:
-        super().__init__(visual_channels, text_channels, True, True, use_sdpa)
+        super().__init__(visual_channels, text_channels, True, True, use_sdpa, init_std)
 
 
 @ATTENTION.register("vgla")
 class VGLAOnly(_CrossModalAttention):
     """VGLA alone: F_TA per pixel, visual features unchanged."""
 
-    def __init__(self, visual_channels: int = 832, text_channels: int = 300) -> None:
-        super().__init__(visual_channels, text_channels, True, False)
+    def __init__(
+        self, visual_channels: int = 832, text_channels: int = 300, init_std: float = 0.02
+    ) -> None:
+        super().__init__(visual_channels, text_channels, True, False, init_std=init_std)
 
 
 @ATTENTION.register("lgva")
@@ -168,9 +183,13 @@ class LGVAOnly(_CrossModalAttention):
     """LGVA alone: F_VA, with the sentence feature tiled as the text map."""
 
     def __init__(
-        self, visual_channels: int = 832, text_channels: int = 300, use_sdpa: bool = True
+        self,
+        visual_channels: int = 832,
+        text_channels: int = 300,
+        use_sdpa: bool = True,
+        init_std: float = 0.02,
     ) -> None:
-        super().__init__(visual_channels, text_channels, False, True, use_sdpa)
+        super().__init__(visual_channels, text_channels, False, True, use_sdpa, init_std)
 
 
 @ATTENTION.register("none")
