@@ -191,6 +191,10 @@ class ACGASegmenter(pl.LightningModule):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         loss, _ = self.compute_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["words"].shape[0])
+        if batch_idx == 0 and self._trainer is not None and self.trainer.optimizers:
+            # The learning rate, once per epoch (works with any logger, or none).
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            self.log("train/lr", lr, on_step=False, on_epoch=True, batch_size=1)
         return loss
 
     def _evaluation_step(self, batch: Mapping[str, Any], stage: str) -> dict[str, Any]:
