@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -37,7 +37,7 @@ from PIL import Image
 
 from acga_lightning.data.resize import resize_frames
 from acga_lightning.data.sample import frames_to_tensor
-from acga_lightning.data.video import VideoReadError, clip_indices, probe_video
+from acga_lightning.data.video import VideoReadError, clip_indices, iter_frames, probe_video
 from acga_lightning.viz import PRED_COLOR, overlay_masks
 
 
@@ -175,36 +175,6 @@ def encode_sentence(
 
 
 # ------------------------------------------------------------------------------------ video
-def iter_frames(path: Path, first: int, last: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Decode frames ``first..last`` (0-based) in order as ``(index, uint8 (H, W, 3))``.
-
-    Seeks to the keyframe before ``first``; indices come from timestamps, as
-    :func:`~acga_lightning.data.read_window` computes them.
-    """
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError) as err:
-        raise VideoReadError(f"{path}: cannot open video ({err})") from err
-    try:
-        stream = container.streams.video[0]
-        rate = Fraction(stream.average_rate or stream.guessed_rate)
-        tb, start_pts = Fraction(stream.time_base), stream.start_time or 0
-        if first > 0:
-            container.seek(start_pts + int(first / rate / tb), stream=stream)
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue
-            index = round((frame.pts - start_pts) * tb * rate)
-            if index > last:
-                break
-            if index >= first:
-                yield index, frame.to_ndarray(format="rgb24")
-    except av.FFmpegError as err:
-        raise VideoReadError(f"{path}: corrupt video, decoding failed ({err})") from err
-    finally:
-        container.close()
-
-
 def video_rate(path: Path) -> Fraction:
     """The average frame rate of a video (25 when the container does not say)."""
     with av.open(str(path)) as container:

@@ -8,10 +8,11 @@ keyframe before the first needed frame and decodes forward only up to the last o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -109,11 +110,7 @@ def read_window(path: str | Path, frame_indices: Sequence[int]) -> np.ndarray:
 def _decode_range(
     container: av.container.InputContainer, path: Path, first: int, last: int
 ) -> dict[int, np.ndarray]:
-    stream = container.streams.video[0]
-    rate = stream.average_rate or stream.guessed_rate
-    if not rate or stream.time_base is None:
-        raise VideoReadError(f"{path}: stream has no frame rate or time base")
-    clock = (Fraction(rate), Fraction(stream.time_base), stream.start_time or 0)
+    clock = _clock(container.streams.video[0], path)
     frames = _decode_from(container, path, first, last, clock, seek=first > 0)
     if first not in frames and first > 0:
         # The seek landed after the first frame (unusual keyframe layout): decode from the start.
@@ -127,6 +124,53 @@ def _decode_range(
     return frames
 
 
+def _frames_in_range(
+    container: av.container.InputContainer,
+    first: int,
+    last: int,
+    clock: tuple[Fraction, Fraction, int],
+    seek: bool,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(index, uint8 (H, W, 3))`` for frames ``first..last`` (0-based), in order, after
+    seeking to the keyframe at or before ``first``; indices come from the timestamps."""
+    stream = container.streams.video[0]
+    rate, tb, start_pts = clock  # frames per second, seconds per pts unit, pts of frame 0
+    # seek() goes to the keyframe at or before the timestamp (backward=True by default).
+    container.seek(start_pts + int(first / rate / tb) if seek else start_pts, stream=stream)
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            continue
+        index = round((frame.pts - start_pts) * tb * rate)
+        if index > last:
+            break
+        if index >= first:
+            yield index, frame.to_ndarray(format="rgb24")
+
+
+def _clock(stream: Any, path: Path) -> tuple[Fraction, Fraction, int]:
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate or stream.time_base is None:
+        raise VideoReadError(f"{path}: stream has no frame rate or time base")
+    return Fraction(rate), Fraction(stream.time_base), stream.start_time or 0
+
+
+def iter_frames(path: str | Path, first: int, last: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Stream frames ``first..last`` (0-based) of a video as ``(index, uint8 (H, W, 3))``.
+
+    For long ranges (``acga segment``): frames are decoded once, front to back, after a seek to
+    the keyframe before ``first``. Errors name the file (:class:`VideoReadError`).
+    """
+    path = Path(path)
+    container = _open(path)
+    try:
+        clock = _clock(container.streams.video[0], path)
+        yield from _frames_in_range(container, first, last, clock, seek=first > 0)
+    except (av.FFmpegError, ValueError) as err:
+        raise VideoReadError(f"{path}: corrupt video, decoding failed ({err})") from err
+    finally:
+        container.close()
+
+
 def _decode_from(
     container: av.container.InputContainer,
     path: Path,
@@ -136,20 +180,7 @@ def _decode_from(
     seek: bool,
 ) -> dict[int, np.ndarray]:
     """Decode frames ``first..last`` (0-based), after seeking to the keyframe before ``first``."""
-    stream = container.streams.video[0]
-    rate, tb, start_pts = clock  # frames per second, seconds per pts unit, pts of frame 0
-    frames: dict[int, np.ndarray] = {}
     try:
-        # seek() goes to the keyframe at or before the timestamp (backward=True by default).
-        container.seek(start_pts + int(first / rate / tb) if seek else start_pts, stream=stream)
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue
-            index = round((frame.pts - start_pts) * tb * rate)
-            if index > last:
-                break
-            if index >= first:
-                frames[index] = frame.to_ndarray(format="rgb24")
+        return dict(_frames_in_range(container, first, last, clock, seek))
     except (av.FFmpegError, ValueError) as err:
         raise VideoReadError(f"{path}: corrupt video, decoding failed ({err})") from err
-    return frames
