@@ -40,8 +40,14 @@ def upsampled_conv3x3(
     """
     b, d, h, w = low.shape
     big_h, big_w = size
-    rows = _shifted_interpolation(h, big_h, str(low.device), low.dtype)  # (3, H, h)
-    cols = _shifted_interpolation(w, big_w, str(low.device), low.dtype)  # (3, W, w)
+    # Eager runs reuse the cached matrices; a compiled graph builds them itself (constants).
+    interpolation = (
+        _shifted_interpolation.__wrapped__
+        if torch.compiler.is_compiling()
+        else _shifted_interpolation
+    )
+    rows = interpolation(h, big_h, str(low.device), low.dtype)  # (3, H, h)
+    cols = interpolation(w, big_w, str(low.device), low.dtype)  # (3, W, w)
     projected = torch.einsum("odij,bdyx->bijoyx", weight.to(low.dtype), low)  # (B, 3, 3, O, h, w)
     widened = torch.einsum("bijoyx,jXx->bioyX", projected, cols)  # (B, 3, O, h, W)
     return torch.einsum("bioyX,iYy->boYX", widened, rows)  # (B, O, H, W)
