@@ -153,7 +153,7 @@ def test_sample_ids_are_stable_and_unique(root: Path) -> None:
     assert ids[0] == make_sample_id("a2d", r["video_id"], r["frame_idx"], r["instance_id"],
                                     r["query"])  # fmt: skip
     # sha1-based, never hash(): the same in every process and run.
-    assert make_sample_id("a2d", "vid", 25, 1, "a dog") == 0x184b1d3f3bbc84
+    assert make_sample_id("a2d", "vid", 25, 1, "a dog") == 0x184B1D3F3BBC84
 
 
 def test_window_longer_than_the_video_repeats_edge_frames(root: Path) -> None:
