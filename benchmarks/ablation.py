@@ -68,9 +68,10 @@ def configurations(width: int) -> dict[str, dict[str, Any]]:
 
 def build_model(parts: dict[str, Any], args: argparse.Namespace) -> ACGASegmenter:
     """A laptop-scale ACGASegmenter: small3d encoder, narrow text features, the given parts."""
-    widths = [16, 32, args.width, args.width]
+    widths = [16, 32, args.width, args.width][: 3 if args.stride == 8 else 4]
+    encoder = {"name": "small3d", "widths": widths, "stride": args.stride, "extra_blocks": 0}
     return ACGASegmenter(
-        video_encoder={"name": "small3d", "widths": widths, "stride": 16, "extra_blocks": 0},
+        video_encoder=encoder,
         text_encoder={"name": "word_cnn", "out_channels": args.text_width},
         num_frames=args.frames, frame_size=args.size, lr=args.lr,
         lr_milestones=[int(args.epochs * 0.75)], compile=False, channels_last=False, **parts,
@@ -181,25 +182,31 @@ def format_table(rows: dict[str, list[dict[str, float]]]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a ~2-minute smoke run")
-    p.add_argument("--root", type=Path, default=Path("data/ablation_sentence"))
-    p.add_argument("--videos", type=int, default=120)
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="data folder (default: data/ablation_<videos>v_<size>px_s<seed>)",
+    )
+    p.add_argument("--videos", type=int, default=300)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--only", nargs="+", default=None, help="configuration names to run")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--size", type=int, default=64, help="frame height = width = model input")
     p.add_argument("--frames", type=int, default=4)
+    p.add_argument("--stride", type=int, default=8, choices=(8, 16), help="encoder stride")
     p.add_argument("--width", type=int, default=32, help="encoder output / decoder width")
     p.add_argument("--text-width", type=int, default=32)
     p.add_argument("--max-words", type=int, default=12)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     if args.quick:
-        args.videos, args.epochs, args.seeds = min(args.videos, 24), 2, args.seeds[:2]
-        if args.root == Path("data/ablation_sentence"):
-            args.root = Path("data/ablation_sentence_quick")
+        args.videos, args.epochs, args.seeds = min(args.videos, 24), 1, args.seeds[:2]
+    if args.root is None:  # one folder per data setting: a stale dataset is never reused
+        args.root = Path(f"data/ablation_{args.videos}v_{args.size}px_s{args.data_seed}")
     return args
 
 
