@@ -12,8 +12,9 @@ same order for a given seed in every configuration. Scores: ``ReferringSegmentat
 (ACGA protocol) on ``model.predict_masks`` at the frame's original size, over the test split.
 
 Floors, from the h5 masks of the annotated frame: ``segment every actor`` (the union of all
-instances) and ``segment a random actor`` (a seeded random instance). A model that ignores the
-sentence cannot beat the better of the two by much.
+instances) and ``segment a random actor`` (a seeded random instance). They use the true masks, so
+a model with blurry masks can read the sentence and still score below them; the last column is
+the direct control: each trained model asked with the query of a sample from another video.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from acga_lightning.data.a2d import MASKS, read_a2d_mask  # noqa: E402
 from acga_lightning.data.datamodule import ReferringVideoDataModule  # noqa: E402
 from acga_lightning.metrics import ReferringSegmentationMetrics  # noqa: E402
 
-COLUMNS = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP", "overall IoU", "mean IoU")
-KEYS = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP@0.5:0.95", "overall_iou", "mean_iou")
+COLUMNS = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP", "overall IoU", "mean IoU",
+           "mean IoU, query of another clip")  # fmt: skip
+KEYS = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP@0.5:0.95", "overall_iou", "mean_iou",
+        "foreign_mean_iou")  # fmt: skip
 #: Paper Table 3 (A2D test, mAP 0.5:0.95) and Table 1 (Gavrilyuk RGB), for the ordering.
 PAPER_MAP = {"Baseline": 20.6, "+MRF": 23.1, "+MRF+WBCE": 25.5, "ACGA (+ATT)": 27.4,
              "Gavrilyuk (dyn. filters)": 19.8}  # fmt: skip
@@ -128,15 +131,34 @@ def train(model: ACGASegmenter, data: dict[str, Any], seed: int, args: argparse.
         scheduler.step()
 
 
+def foreign_queries(data: dict[str, Any], seed: int = 0) -> torch.Tensor:
+    """For each sample, the index of a sample of another video (whose query it will be given)."""
+    rng = np.random.default_rng(seed)
+    videos = np.asarray(data["video_id"])
+    return torch.tensor([int(rng.choice(np.flatnonzero(videos != v))) for v in videos])
+
+
 @torch.no_grad()
-def evaluate(model: ACGASegmenter, data: dict[str, Any], batch: int = 32) -> dict[str, float]:
-    """The ACGA-protocol figures of ``model`` on ``data``, scored at the original frame size."""
+def evaluate(
+    model: ACGASegmenter,
+    data: dict[str, Any],
+    batch: int = 32,
+    queries_from: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """The ACGA-protocol figures of ``model`` on ``data``, scored at the original frame size.
+
+    ``queries_from`` (N,): sample i is asked with the query of sample ``queries_from[i]`` (the
+    sentence-blind control); None asks each sample its own query.
+    """
     model.eval()
     metrics = ReferringSegmentationMetrics(protocol="acga")
     n = len(data["orig_mask"])
     for start in range(0, n, batch):
         index = torch.arange(start, min(start + batch, n))
         inputs = batch_of(data, index)
+        if queries_from is not None:
+            inputs["words"] = data["words"][queries_from[index]]
+            inputs["word_mask"] = data["word_mask"][queries_from[index]]
         logits = model(inputs["words"], inputs["word_mask"], frames=inputs["frames"])["logits"]
         sizes = [data["orig_size"][i] for i in index]
         preds, scores = model.predict_masks(logits[-1], sizes)
@@ -171,6 +193,9 @@ def format_table(rows: dict[str, list[dict[str, float]]]) -> str:
     for name, runs in rows.items():
         cells = []
         for key in KEYS:
+            if key not in runs[0]:
+                cells.append("-")
+                continue
             values = [100 * r[key] for r in runs]
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f}" if len(values) > 1
@@ -218,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     train_data, test_data = materialise(dm.datasets["train"]), materialise(dm.datasets["test"])
     sizes = f"{len(train_data['orig_mask'])} train / {len(test_data['orig_mask'])} test samples"
     print(f"data: {sizes}, {args.size}px, ready in {time.perf_counter() - start:.0f} s", flush=True)
+    foreign = foreign_queries(test_data)
     rows: dict[str, list[dict[str, float]]] = {}
     for name, parts in configurations(args.width).items():
         if args.only and name not in args.only:
@@ -228,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             model = build_model(parts, args)
             train(model, train_data, seed, args)
             result = evaluate(model, test_data)
+            blind = evaluate(model, test_data, queries_from=foreign)
+            result["foreign_mean_iou"] = blind["mean_iou"]
             rows.setdefault(name, []).append(result)
             print(f"{name} seed {seed}: mAP {100 * result['mAP@0.5:0.95']:.1f} mean IoU "
                   f"{100 * result['mean_iou']:.1f} ({time.perf_counter() - t0:.0f} s)",
