@@ -322,20 +322,39 @@ class A2DSentences(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         r = self.records[index]
-        vid, frame_idx = r["video_id"], r["frame_idx"]
-        video = self.root / CLIPS / f"{vid}.mp4"
-        h5 = self.root / MASKS / vid / f"{frame_idx:05d}.h5"
-        frames = read_window(video, clip_indices(frame_idx, self.num_frames))  # (T, h, w, 3)
-        orig_mask = read_a2d_mask(h5, r["mask_index"])  # (h, w)
+        video = self.root / CLIPS / f"{r['video_id']}.mp4"
+        frames = read_window(video, clip_indices(r["frame_idx"], self.num_frames))  # (T, h, w, 3)
+        orig_mask = self._read_mask(r)  # (h, w)
         if orig_mask.shape != frames.shape[1:3]:
             raise A2DSampleError(
-                f"{h5}: mask {orig_mask.shape} != video {video} frame {frames.shape[1:3]} "
-                "(the dataset changed after indexing?)"
+                f"{self._mask_path(r)}: mask {orig_mask.shape} != video {video} frame "
+                f"{frames.shape[1:3]} (the dataset changed after indexing?)"
             )
+        return self._build(r, frames, orig_mask, self.transform)
+
+    def sample_without_frames(self, index: int) -> dict[str, Any]:
+        """Sample ``index`` with everything but ``frames``, without decoding (the feature cache)."""
+        r = self.records[index]
+        orig_mask = self._read_mask(r)
+        blank = np.zeros((1, *orig_mask.shape, 3), np.uint8)  # (1, h, w, 3)
+        sample = self._build(r, blank, orig_mask, transform=None)
+        sample.pop("frames")
+        return sample
+
+    def _mask_path(self, r: dict[str, Any]) -> Path:
+        return self.root / MASKS / r["video_id"] / f"{r['frame_idx']:05d}.h5"
+
+    def _read_mask(self, r: dict[str, Any]) -> np.ndarray:
+        return read_a2d_mask(self._mask_path(r), r["mask_index"])
+
+    def _build(
+        self, r: dict[str, Any], frames: np.ndarray, orig_mask: np.ndarray, transform: Any
+    ) -> dict[str, Any]:
+        vid, frame_idx = r["video_id"], r["frame_idx"]
         return build_sample(
             frames, orig_mask, r["query"],
             video_id=vid, frame_idx=frame_idx, instance_id=r["instance_id"],
             sample_id=make_sample_id("a2d", vid, frame_idx, r["instance_id"], r["query"]),
-            frame_size=self.frame_size, resize=self.resize, transform=self.transform,
+            frame_size=self.frame_size, resize=self.resize, transform=transform,
             word_vectors=self.word_vectors, max_words=self.max_words,
         )  # fmt: skip

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -30,7 +29,6 @@ from acga_lightning.data.cache import (
     entry_key,
     view_is_flipped,
 )
-from acga_lightning.data.sample import build_sample
 from acga_lightning.data.transforms import swap_left_right
 from acga_lightning.data.words import encode_query
 
@@ -238,43 +236,15 @@ def missing_entries(cache: FeatureCache, jobs: Sequence[CacheJob]) -> list[str]:
 
 
 def sample_without_frames(dataset: Any, index: int) -> dict[str, Any]:
-    """Sample ``index`` of an A2D/J-HMDB reader with everything but ``frames``, without decoding.
+    """Sample ``index`` of a reader with everything but ``frames``.
 
-    Uses ``dataset.sample_without_frames(index)`` when the reader has it; otherwise reads only the
-    mask and assembles the sample with the reader's own :func:`build_sample` on a one-frame blank
-    clip (so the keys and sample ids are the reader's). Readers it does not know are read whole.
+    The A2D and J-HMDB readers assemble it themselves without decoding video
+    (``sample_without_frames``); other readers are read whole and ``frames`` dropped.
     """
     if hasattr(dataset, "sample_without_frames"):
         return dataset.sample_without_frames(index)
-    from acga_lightning.data.a2d import A2DSentences
-    from acga_lightning.data.jhmdb import JHMDBSentences
-
-    r = dataset.records[index]
-    vid, fid = r["video_id"], r["frame_idx"]
-    if isinstance(dataset, A2DSentences):
-        from acga_lightning.data.a2d import MASKS, read_a2d_mask
-        from acga_lightning.data.sample import make_sample_id
-
-        orig_mask = read_a2d_mask(dataset.root / MASKS / vid / f"{fid:05d}.h5", r["mask_index"])
-        sample_id = make_sample_id("a2d", vid, fid, r["instance_id"], r["query"])
-        ids = dict(instance_id=r["instance_id"], sample_id=sample_id)
-    elif isinstance(dataset, JHMDBSentences):
-        from acga_lightning.data.jhmdb import read_part_mask
-        from acga_lightning.data.sample import make_sample_id
-
-        orig_mask = read_part_mask(r["masks_path"], fid)
-        ids = dict(instance_id=0, sample_id=make_sample_id("jhmdb", vid, fid, 0, r["query"]))
-    else:
-        sample = dict(dataset[index])
-        sample.pop("frames", None)
-        return sample
-    blank = np.zeros((1, *orig_mask.shape, 3), np.uint8)  # (1, h, w, 3)
-    sample = build_sample(
-        blank, orig_mask, r["query"], video_id=vid, frame_idx=fid, **ids,
-        frame_size=dataset.frame_size, resize=dataset.resize,
-        word_vectors=dataset.word_vectors, max_words=dataset.max_words,
-    )  # fmt: skip
-    sample.pop("frames")
+    sample = dict(dataset[index])
+    sample.pop("frames", None)
     return sample
 
 

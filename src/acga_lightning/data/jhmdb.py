@@ -238,8 +238,21 @@ class JHMDBSentences(Dataset):
             except OSError as err:
                 raise JHMDBSampleError(f"{path}: cannot read frame ({err})") from err
         orig_mask = read_part_mask(r["masks_path"], r["frame_idx"])  # (H, W)
+        return self._build(r, np.stack(frames), orig_mask)
+
+    def sample_without_frames(self, index: int) -> dict[str, Any]:
+        """Sample ``index`` with everything but ``frames``, without reading frames (the cache)."""
+        r = self.records[index]
+        orig_mask = read_part_mask(r["masks_path"], r["frame_idx"])  # (H, W)
+        sample = self._build(r, np.zeros((1, *orig_mask.shape, 3), np.uint8), orig_mask)
+        sample.pop("frames")
+        return sample
+
+    def _build(
+        self, r: dict[str, Any], frames: np.ndarray, orig_mask: np.ndarray
+    ) -> dict[str, Any]:
         return build_sample(
-            np.stack(frames), orig_mask, r["query"],
+            frames, orig_mask, r["query"],
             video_id=r["video_id"], frame_idx=r["frame_idx"], instance_id=0,
             sample_id=make_sample_id("jhmdb", r["video_id"], r["frame_idx"], 0, r["query"]),
             frame_size=self.frame_size, resize=self.resize,
