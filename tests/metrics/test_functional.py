@@ -77,6 +77,20 @@ def test_mask_areas_full_masks_and_groups_past_the_buffer_budget() -> None:
     assert areas.union.tolist() == [h * w] * 3
 
 
+def test_cpu_counter_equals_the_chunked_device_counter() -> None:
+    # The chunked byte-lane counter (used on GPUs) also runs on CPU tensors: both must agree,
+    # on mixed sizes, a non-contiguous view, all-ones masks and an empty one.
+    preds, targets, _ = random_masks(3, 40)
+    preds, targets = to_torch(preds), to_torch(targets)
+    preds.append(torch.ones(37, 301, dtype=torch.bool))
+    targets.append(torch.ones(301, 37, dtype=torch.bool).T)  # (37, 301), non-contiguous
+    preds.append(torch.zeros(5, 7, dtype=torch.bool))
+    targets.append(torch.zeros(5, 7, dtype=torch.bool))
+    chunked = F._group_areas(preds, targets)  # (3, n) pred, target, intersection
+    assert torch.equal(F._cpu_areas(preds, targets), chunked)
+    assert chunked[:, -2].tolist() == [37 * 301] * 3
+
+
 def test_mask_areas_batch_tensor_non_contiguous_equals_list() -> None:
     g = torch.Generator().manual_seed(1)
     preds = torch.rand(5, 13, 9, generator=g) < 0.5
