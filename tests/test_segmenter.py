@@ -125,3 +125,19 @@ def test_forward_needs_video_input():
     model = ACGASegmenter(video_encoder=FEATURES, **SMALL)
     with pytest.raises(ValueError, match="frames"):
         model(words=torch.randn(1, 3, 300), word_mask=torch.ones(1, 3, dtype=torch.bool))
+
+
+def test_uint8_frames_give_the_same_logits_and_loss_as_float_frames():
+    torch.manual_seed(0)
+    model = ACGASegmenter(video_encoder={"name": "small3d", "widths": [4, 4, 8, 8]}, **SMALL)
+    model.eval()
+    batch = make_batch()
+    pixels = torch.randint(0, 256, batch["frames"].shape, dtype=torch.uint8)
+    floats = {**batch, "frames": pixels.float() / 127.5 - 1}  # what a float32 reader returns
+    with torch.no_grad():
+        loss_uint8, out_uint8 = model.compute_loss({**batch, "frames": pixels})
+        loss_float, out_float = model.compute_loss(floats)
+    assert torch.equal(out_uint8["logits"][-1], out_float["logits"][-1])
+    assert torch.equal(loss_uint8, loss_float)
+    predicted = model.predict_step({**batch, "frames": pixels}, 0)
+    assert [m.shape for m in predicted["masks"]] == [(64, 64), (64, 64)]

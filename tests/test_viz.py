@@ -71,6 +71,21 @@ def test_clip_frame_inverts_the_model_input():
     clip = frames_to_tensor(frames)  # (3, T, S, S)
     np.testing.assert_array_equal(viz.clip_frame(clip), frames[2])
     np.testing.assert_array_equal(viz.clip_frame(clip, 0), frames[0])
+    pixels = torch.from_numpy(frames).permute(3, 0, 1, 2)  # uint8 clip (the datamodule's)
+    np.testing.assert_array_equal(viz.clip_frame(pixels), frames[2])
+
+
+def test_pixel_context_is_the_same_for_uint8_and_float_frames():
+    from acga_lightning import ACGASegmenter
+
+    torch.manual_seed(0)
+    small3d = {"name": "small3d", "widths": [4, 4, 8, 8]}
+    model = ACGASegmenter(video_encoder=small3d, num_frames=4, frame_size=32).eval()
+    pixels = torch.randint(0, 256, (1, 3, 4, 32, 32), dtype=torch.uint8)
+    batch = {"words": torch.randn(1, 3, 300), "word_mask": torch.ones(1, 3, dtype=torch.bool)}
+    as_uint8 = viz.pixel_context(model, {**batch, "frames": pixels})
+    as_float = viz.pixel_context(model, {**batch, "frames": pixels.float() / 127.5 - 1})
+    assert torch.equal(as_uint8, as_float)
 
 
 def word_attention(g=4, n=6, real=3, hot=((0, 0), (3, 3), (0, 3))):

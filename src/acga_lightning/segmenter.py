@@ -44,7 +44,9 @@ class ACGASegmenter(pl.LightningModule):
     ``acga plugins`` lists every registered part and its arguments.
 
     Batches follow the sample contract (DESIGN.md section 4): ``frames`` or ``features``,
-    ``words``, ``word_mask``, ``mask``; ``orig_mask`` and ``orig_size`` for scoring.
+    ``words``, ``word_mask``, ``mask``; ``orig_mask`` and ``orig_size`` for scoring. ``frames``
+    may be float32 in [-1, 1] or uint8 pixels (the datamodule's fast path): :meth:`forward`
+    normalises uint8 on the model's device, exactly as the readers would have.
     """
 
     def __init__(
@@ -132,9 +134,19 @@ class ACGASegmenter(pl.LightningModule):
         frames: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
     ) -> dict[str, Any]:
-        """Logits for a batch: ``{"logits": [coarse, ..., (B, 1, S, S)], "attention": ...}``."""
+        """Logits for a batch: ``{"logits": [coarse, ..., (B, 1, S, S)], "attention": ...}``.
+
+        ``frames``: float (B, 3, T, S, S) in [-1, 1], or uint8 pixels, normalised here.
+        """
         if frames is None and features is None:
             raise ValueError("forward needs frames (B, 3, T, S, S) or cached features")
+        if frames is not None and frames.dtype == torch.uint8:
+            # The one place uint8 batches become [-1, 1]: every step, callback and caller of
+            # the model passes through here, after the batch reached the device. The cast
+            # does what "bf16-true"-style precisions do to float batches on transfer.
+            from acga_lightning.data.resize import normalise_frames
+
+            frames = normalise_frames(frames).to(self.dtype)  # (B, 3, T, S, S)
         word_mask = word_mask.bool()
         if self.channels_last_inputs and frames is not None:
             frames = frames.contiguous(memory_format=torch.channels_last_3d)

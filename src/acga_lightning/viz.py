@@ -54,15 +54,18 @@ def _check_mask(mask: ArrayLike, size: tuple[int, int], name: str) -> np.ndarray
 
 
 def clip_frame(frames: ArrayLike, index: int | None = None) -> np.ndarray:
-    """One frame of a model clip ``(3, T, S, S)`` in [-1, 1] as uint8 ``(S, S, 3)``.
+    """One frame of a model clip ``(3, T, S, S)`` as uint8 ``(S, S, 3)``.
 
+    The clip is float in [-1, 1] or already uint8 pixels (the datamodule's fast path).
     ``index`` defaults to ``T // 2``, the annotated frame.
     """
-    clip = _numpy(frames).astype(np.float32)
+    clip = _numpy(frames)
     if clip.ndim != 4 or clip.shape[0] != 3:
         raise ValueError(f"frames: expected a clip (3, T, S, S), got {clip.shape}")
     t = clip.shape[1] // 2 if index is None else index
-    rgb = (clip[:, t].transpose(1, 2, 0) + 1.0) * 127.5  # (S, S, 3)
+    if clip.dtype == np.uint8:
+        return np.ascontiguousarray(clip[:, t].transpose(1, 2, 0))  # (S, S, 3)
+    rgb = (clip[:, t].astype(np.float32).transpose(1, 2, 0) + 1.0) * 127.5  # (S, S, 3)
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
@@ -290,10 +293,13 @@ def lgva_attention(lgva: nn.Module, visual: torch.Tensor, sentence: torch.Tensor
 def encode_inputs(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """What a segmenter's attention sees for a batch: ``visual`` F_V ``(B, C_v, G, G)``,
     ``text`` F_T ``(B, N, D)``, ``word_mask`` ``(B, N)`` and ``sentence`` ``(B, D)``."""
+    from acga_lightning.data.resize import normalise_frames
     from acga_lightning.models.attention import sentence_feature
 
     device = next(model.parameters()).device
     frames, features = batch.get("frames"), batch.get("features")
+    if frames is not None and frames.dtype == torch.uint8:
+        frames = normalise_frames(frames.to(device))  # (B, 3, T, S, S) in [-1, 1]
     visual = model.video_encoder(
         frames=None if frames is None else frames.to(device),
         features=None if features is None else features.to(device),

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from acga_lightning.data import a2d as a2d_module
 from acga_lightning.data.a2d import A2DSampleError, A2DSentences
 from acga_lightning.data.collate import collate_samples
-from acga_lightning.data.resize import resize_frames, resize_mask, restore_mask
+from acga_lightning.data.resize import normalise_frames, resize_frames, resize_mask, restore_mask
 from acga_lightning.data.sample import frames_to_tensor, make_sample_id
 from acga_lightning.data.toy import write_a2d
 from acga_lightning.data.transforms import ClipAugment, swap_left_right
@@ -274,3 +274,15 @@ def test_bad_arguments(root: Path, tmp_path: Path) -> None:
         A2DSentences(root, resize="stretch")
     with pytest.raises(ValueError, match="root"):
         A2DSentences(tmp_path)
+
+
+def test_uint8_frames_are_the_float_frames_before_normalisation(root: Path) -> None:
+    floats = dataset(root, "train")
+    pixels = dataset(root, "train", frames_dtype="uint8")
+    for i in (0, len(floats) - 1):
+        a, b = floats[i], pixels[i]
+        assert b["frames"].dtype == torch.uint8 and b["frames"].shape == a["frames"].shape
+        assert torch.equal(normalise_frames(b["frames"]), a["frames"])
+        assert torch.equal(a["mask"], b["mask"]) and a["sample_id"] == b["sample_id"]
+    with pytest.raises(ValueError, match="frames_dtype"):
+        dataset(root, "train", frames_dtype="float16")

@@ -17,6 +17,7 @@ from acga_lightning.data.cache import (
     entry_key,
 )
 from acga_lightning.data.datamodule import ReferringVideoDataModule, build_cache
+from acga_lightning.data.resize import normalise_frames
 from acga_lightning.registry import VIDEO_ENCODERS
 
 SIZE = dict(num_frames=8, frame_size=64)
@@ -69,7 +70,7 @@ def test_cached_and_uncached_outputs_match(toy_root, tmp_path):
         assert torch.equal(a["mask"], b["mask"]) and torch.equal(a["words"], b["words"])
         assert a["features"].dtype == torch.float16
         with torch.no_grad():
-            direct = i3d(frames=b["frames"][None])  # (1, 832, G, G)
+            direct = i3d(frames=normalise_frames(b["frames"][None]))  # (1, 832, G, G)
             via_i3d = i3d(features=a["features"][None])
             via_precomputed = precomputed(features=a["features"][None])
         assert direct.shape == (1, 832, 4, 4)
@@ -182,3 +183,23 @@ def test_augmented_views_are_deterministic_and_flip_the_target(toy_root, tmp_pat
             assert torch.equal(sample["orig_mask"], plain["orig_mask"].flip(-1))
         flips.append(flipped)
     assert any(flips) and not all(flips)
+
+
+def test_uint8_and_float32_readers_fill_identical_caches(toy_root, tmp_path):
+    # One batch mixes augmented views (normalised in the worker) with plain uint8 clips.
+    caches = {}
+    for dtype in ("uint8", "float32"):
+        torch.manual_seed(0)  # the same random-init frozen encoder for both
+        dm = ReferringVideoDataModule(
+            "toy", str(toy_root), augment=True, **SMALL, frames_dtype=dtype,
+            dataset_options={"index_cache": False},
+            cache={"mode": "mixed_4e", "dir": str(tmp_path / dtype), "augmented_views": 1,
+                   "batch_size": 64},
+        )  # fmt: skip
+        build_cache(dm, ("train", "test"), progress=False)
+        caches[dtype] = dm.feature_cache()
+    entries = sorted(p.name for p in caches["uint8"].root.glob("*/*.npy"))
+    assert entries and entries == sorted(p.name for p in caches["float32"].root.glob("*/*.npy"))
+    for name in entries:
+        key = name.removesuffix(".npy")
+        assert np.array_equal(caches["uint8"].read(key), caches["float32"].read(key)), key

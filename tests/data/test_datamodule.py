@@ -43,11 +43,25 @@ def test_toy_is_generated_once_and_loads(toy_root):
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["frames"].shape == (3, 3, 4, 32, 32)
+    assert batch["frames"].dtype == torch.uint8  # the fast path: normalised on the device
     assert batch["words"].shape == (3, 20, 300) and batch["mask"].shape == (3, 32, 32)
     assert batch["sample_id"].dtype == torch.int64
     assert dm.feature_spec is None
     assert dm.word_stats["train"].sentences > 0 and dm.word_stats["train"].oov == 0
     assert dm.skipped["train"].get("copy_row") == 1  # the toy data's injected fault
+
+
+def test_float32_frames_on_request_match_the_uint8_ones(toy_root):
+    from acga_lightning.data.resize import normalise_frames
+
+    pixels, floats = make(toy_root), make(toy_root, frames_dtype="float32")
+    pixels.setup("test")
+    floats.setup("test")
+    a, b = pixels.datasets["test"][0]["frames"], floats.datasets["test"][0]["frames"]
+    assert a.dtype == torch.uint8 and b.dtype == torch.float32
+    assert torch.equal(normalise_frames(a), b)
+    with pytest.raises(ValueError, match="frames_dtype"):
+        make(toy_root, frames_dtype="half")
 
 
 def test_val_is_test_split_unless_carved_by_video(toy_root):

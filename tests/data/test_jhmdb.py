@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from acga_lightning.data.jhmdb import JHMDBSampleError, JHMDBSentences, uniform_frames
-from acga_lightning.data.resize import resize_frames
+from acga_lightning.data.resize import normalise_frames, resize_frames
 from acga_lightning.data.sample import frames_to_tensor
 from acga_lightning.data.toy import write_jhmdb
 
@@ -149,3 +149,10 @@ def test_bad_arguments(root: Path, tmp_path: Path) -> None:
         JHMDBSentences(root, sampling="random")
     with pytest.raises(ValueError, match="root"):
         JHMDBSentences(tmp_path)
+
+
+def test_uint8_frames_normalise_to_the_float_frames(root: Path) -> None:
+    a = JHMDBSentences(root, **KW)[0]
+    b = JHMDBSentences(root, frames_dtype="uint8", **KW)[0]
+    assert b["frames"].dtype == torch.uint8
+    assert torch.equal(normalise_frames(b["frames"]), a["frames"])

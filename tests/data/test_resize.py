@@ -10,6 +10,7 @@ from scipy import ndimage
 from acga_lightning.data.resize import (
     compute_geometry,
     frames_to_model_input,
+    normalise_frames,
     resize_frames,
     resize_mask,
     restore_mask,
@@ -162,3 +163,26 @@ def test_model_input_equals_resize_then_normalise(policy: str) -> None:
     assert got.shape == (3, 3, 32, 32) and got.dtype == torch.float32 and got.is_contiguous()
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
     assert float(got.min()) >= -1.0 and float(got.max()) <= 1.0
+
+
+@pytest.mark.parametrize("policy", ["cover", "letterbox"])
+def test_uint8_model_input_normalises_to_the_float_one_exactly(policy: str) -> None:
+    frames = np.random.default_rng(1).integers(0, 256, (3, 40, 70, 3), dtype=np.uint8)
+    pixels = frames_to_model_input(frames, 32, policy, dtype="uint8")  # (3, T, S, S)
+    assert pixels.shape == (3, 3, 32, 32) and pixels.dtype == torch.uint8
+    assert pixels.is_contiguous()
+    assert torch.equal(pixels, resize_frames(frames, 32, policy).permute(3, 0, 1, 2))
+    floats = frames_to_model_input(frames, 32, policy)
+    assert torch.equal(floats, pixels.float() / 127.5 - 1)  # bit for bit, not approximately
+    assert torch.equal(floats, normalise_frames(pixels))
+
+
+def test_normalise_frames_maps_the_ends_and_rejects_floats() -> None:
+    x = torch.arange(256, dtype=torch.uint8)
+    y = normalise_frames(x)
+    assert y.dtype == torch.float32 and y[0] == -1.0 and y[255] == 1.0
+    torch.testing.assert_close(y.double(), x.double() / 127.5 - 1, rtol=0, atol=1e-7)
+    with pytest.raises(ValueError, match="frames"):
+        normalise_frames(x.float())
+    with pytest.raises(ValueError, match="dtype"):
+        frames_to_model_input(np.zeros((1, 8, 8, 3), np.uint8), 8, dtype="float16")

@@ -45,6 +45,7 @@ from acga_lightning.data.sample import (
     ClipTransform,
     SkipCounter,
     build_sample,
+    check_frames_dtype,
     fingerprint_files,
     load_cached_index,
     make_sample_id,
@@ -248,6 +249,10 @@ class A2DSentences(Dataset):
         resize: ``"cover"`` (official: scale to cover, centre-crop) or ``"letterbox"``.
         strict: raise on the first bad sample instead of skipping and counting it.
         index_cache: where to cache the index (see :func:`resolve_index_cache`); False: never.
+        frames_dtype: ``"float32"`` (default): ``frames`` in [-1, 1] as the sample contract
+            says; ``"uint8"``: the resized pixels (0-255), 4x less to copy between processes
+            and to the GPU; :class:`~acga_lightning.ACGASegmenter` normalises them on its device
+            (what :class:`~acga_lightning.data.ReferringVideoDataModule` asks for by default).
     """
 
     def __init__(
@@ -262,8 +267,10 @@ class A2DSentences(Dataset):
         resize: str = "cover",
         strict: bool = False,
         index_cache: str | Path | bool | None = None,
+        frames_dtype: str = "float32",
     ) -> None:
         self.root = Path(root)
+        self.frames_dtype = check_frames_dtype(frames_dtype)
         if split not in SPLITS:
             raise ValueError(f"split: expected one of {list(SPLITS)}, got {split!r}")
         if resize not in POLICIES:
@@ -357,4 +364,5 @@ class A2DSentences(Dataset):
             sample_id=make_sample_id("a2d", vid, frame_idx, r["instance_id"], r["query"]),
             frame_size=self.frame_size, resize=self.resize, transform=transform,
             word_vectors=self.word_vectors, max_words=self.max_words,
+            frames_dtype=self.frames_dtype,
         )  # fmt: skip

@@ -29,6 +29,7 @@ from acga_lightning.data.cache import (
     entry_key,
     view_is_flipped,
 )
+from acga_lightning.data.resize import normalise_frames
 from acga_lightning.data.transforms import swap_left_right
 from acga_lightning.data.words import encode_query
 
@@ -136,12 +137,17 @@ class _Clips(Dataset):
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
         job = self.jobs[i]
-        frames = job.dataset[job.index]["frames"]  # (3, T, S, S)
+        frames = job.dataset[job.index]["frames"]  # (3, T, S, S), uint8 or float in [-1, 1]
+        if job.view > 0 and frames.dtype == torch.uint8:
+            frames = normalise_frames(frames)  # augment_view works in [-1, 1]
         return i, augment_view(frames, job.key, job.view)
 
 
 def _collate_clips(batch: list[tuple[int, torch.Tensor]]) -> tuple[list[int], torch.Tensor]:
-    return [i for i, _ in batch], torch.stack([f for _, f in batch])
+    clips = [f for _, f in batch]
+    if len({f.dtype for f in clips}) > 1:  # augmented views came back float: match them
+        clips = [normalise_frames(f) if f.dtype == torch.uint8 else f for f in clips]
+    return [i for i, _ in batch], torch.stack(clips)  # (B, 3, T, S, S)
 
 
 @dataclass
@@ -161,6 +167,8 @@ class BuildReport:
 
 
 def _extract(encoder: nn.Module, frames: torch.Tensor, mode: str) -> torch.Tensor:
+    if frames.dtype == torch.uint8:  # the readers' fast path: normalise on the device
+        frames = normalise_frames(frames)  # (B, 3, T, S, S) in [-1, 1]
     if mode == "mixed_4e":
         return encoder.extract_frozen(frames)  # (B, 528, T', G, G)
     return encoder(frames=frames)  # (B, C_v, G, G)

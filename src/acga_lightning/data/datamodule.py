@@ -97,6 +97,10 @@ class ReferringVideoDataModule(pl.LightningDataModule):
         augment: random flip / affine / colour jitter (:class:`ClipAugment`) on training clips.
         augment_options: keyword arguments of :class:`ClipAugment`.
         resize_policy: ``cover`` (official) or ``letterbox``.
+        frames_dtype: ``uint8`` (default): clips travel from the workers to the model as
+            pixels 0-255, a quarter of the bytes to pin and copy, and the model normalises them
+            to [-1, 1] on its device; ``float32``: normalised in the workers (the sample
+            contract as written in DESIGN.md 4, for code that reads the datasets directly).
         val_fraction: share of training videos held out for validation (a2d/toy); 0 validates
             on the test split.
         cache: the feature cache, :class:`~acga_lightning.data.cache.CacheSettings` as a dict
@@ -123,6 +127,7 @@ class ReferringVideoDataModule(pl.LightningDataModule):
         augment: bool = False,
         augment_options: dict | None = None,
         resize_policy: Literal["cover", "letterbox"] = "cover",
+        frames_dtype: Literal["uint8", "float32"] = "uint8",
         val_fraction: float = 0.0,
         cache: dict | None = None,
         toy: dict | None = None,
@@ -145,6 +150,8 @@ class ReferringVideoDataModule(pl.LightningDataModule):
             raise ValueError(f"val_fraction: only a2d/toy have a train split, not {dataset!r}")
         if resize_policy not in ("cover", "letterbox"):
             raise ValueError(f"resize_policy: expected cover or letterbox, got {resize_policy!r}")
+        if frames_dtype not in ("uint8", "float32"):
+            raise ValueError(f"frames_dtype: expected uint8 or float32, got {frames_dtype!r}")
         self.save_hyperparameters()
         self.cache_settings = CacheSettings.from_dict(cache)
         if dataset == "acga_h5" and self.cache_settings.enabled:
@@ -300,7 +307,8 @@ class ReferringVideoDataModule(pl.LightningDataModule):
         return A2DSentences(
             self.root, part, num_frames=hp.num_frames, frame_size=hp.frame_size,
             word_vectors=self.word_vectors(), max_words=hp.max_words, transform=transform,
-            resize=hp.resize_policy, strict=hp.strict, **self.options,
+            resize=hp.resize_policy, strict=hp.strict, frames_dtype=hp.frames_dtype,
+            **self.options,
         )  # fmt: skip
 
     def _jhmdb(self) -> Any:
@@ -310,7 +318,8 @@ class ReferringVideoDataModule(pl.LightningDataModule):
         return JHMDBSentences(
             self.root, num_frames=hp.num_frames, frame_size=hp.frame_size,
             word_vectors=self.word_vectors(), max_words=hp.max_words,
-            resize=hp.resize_policy, strict=hp.strict, **self.options,
+            resize=hp.resize_policy, strict=hp.strict, frames_dtype=hp.frames_dtype,
+            **self.options,
         )  # fmt: skip
 
     def word_vectors(self) -> Any:

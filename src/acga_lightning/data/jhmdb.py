@@ -35,7 +35,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from acga_lightning.data.resize import POLICIES
-from acga_lightning.data.sample import SkipCounter, build_sample, make_sample_id, normalise_query
+from acga_lightning.data.sample import (
+    SkipCounter,
+    build_sample,
+    check_frames_dtype,
+    make_sample_id,
+    normalise_query,
+)
 from acga_lightning.data.video import clip_indices
 from acga_lightning.data.words import WordStats, load_word_vectors, query_stats
 
@@ -90,8 +96,9 @@ class JHMDBSentences(Dataset):
 
     Args:
         root: the folder holding ``Rename_Images/``, ``puppet_mask/``, ``jhmdb_annotation.txt``.
-        num_frames, frame_size, word_vectors, max_words, resize, strict: as in
-            :class:`~acga_lightning.data.A2DSentences`.
+        num_frames, frame_size, word_vectors, max_words, resize, strict, frames_dtype: as in
+            :class:`~acga_lightning.data.A2DSentences` (``frames_dtype="uint8"`` keeps pixels
+            0-255 for the model to normalise on its device).
         frames_per_video: frames scored per video with ``sampling="uniform"``.
         sampling: ``"uniform"`` or ``"metadata"`` (see the module docstring).
         metadata_path: MTTR's samples metadata JSON, required for ``sampling="metadata"``.
@@ -109,8 +116,10 @@ class JHMDBSentences(Dataset):
         max_words: int = 20,
         resize: str = "cover",
         strict: bool = False,
+        frames_dtype: str = "float32",
     ) -> None:
         self.root = Path(root)
+        self.frames_dtype = check_frames_dtype(frames_dtype)
         if sampling not in ("uniform", "metadata"):
             raise ValueError(f"sampling: expected 'uniform' or 'metadata', got {sampling!r}")
         if sampling == "metadata" and metadata_path is None:
@@ -257,4 +266,5 @@ class JHMDBSentences(Dataset):
             sample_id=make_sample_id("jhmdb", r["video_id"], r["frame_idx"], 0, r["query"]),
             frame_size=self.frame_size, resize=self.resize,
             word_vectors=self.word_vectors, max_words=self.max_words,
+            frames_dtype=self.frames_dtype,
         )  # fmt: skip

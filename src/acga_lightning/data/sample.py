@@ -23,7 +23,13 @@ import numpy as np
 import torch
 from gensim.models import KeyedVectors
 
-from acga_lightning.data.resize import compute_geometry, frames_to_model_input, resize_mask
+from acga_lightning.data.resize import (
+    FRAME_DTYPES,
+    compute_geometry,
+    frames_to_model_input,
+    normalise_frames,
+    resize_mask,
+)
 from acga_lightning.data.words import encode_query
 
 log = logging.getLogger(__name__)
@@ -51,7 +57,14 @@ def frames_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     x = torch.as_tensor(frames)
     if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"frames: expected uint8 (T, H, W, 3), got {x.dtype} {tuple(x.shape)}")
-    return x.permute(3, 0, 1, 2).float().div_(127.5).sub_(1.0)  # (3, T, H, W)
+    return normalise_frames(x.permute(3, 0, 1, 2))  # (3, T, H, W)
+
+
+def check_frames_dtype(frames_dtype: str) -> str:
+    """``frames_dtype`` if it is one the readers can produce, else a ValueError naming it."""
+    if frames_dtype not in FRAME_DTYPES:
+        raise ValueError(f"frames_dtype: expected one of {FRAME_DTYPES}, got {frames_dtype!r}")
+    return frames_dtype
 
 
 class ClipTransform(Protocol):
@@ -76,19 +89,23 @@ def build_sample(
     transform: ClipTransform | None = None,
     word_vectors: KeyedVectors | None = None,
     max_words: int = 20,
+    frames_dtype: str = "float32",
 ) -> dict[str, Any]:
     """Assemble one sample of the contract from a decoded window and its original-size mask.
 
     ``frames``: uint8 ``(T, h, w, 3)``; ``orig_mask``: bool ``(h, w)``. ``transform`` (training
     augmentation) runs at the original size, so ``orig_mask`` is the augmented target at the
     original size (equal to the stored mask when there is no transform). ``words``/``word_mask``
-    are only present when ``word_vectors`` is given.
+    are only present when ``word_vectors`` is given. ``frames_dtype``: ``"float32"`` gives the
+    contract's ``frames`` in [-1, 1]; ``"uint8"`` keeps the resized pixels (0-255), which
+    :class:`~acga_lightning.ACGASegmenter` normalises on its device (the fast data path).
     """
+    check_frames_dtype(frames_dtype)
     if transform is not None:
         frames, orig_mask, query = transform(frames, orig_mask, query)
     h, w = orig_mask.shape
     sample: dict[str, Any] = {
-        "frames": frames_to_model_input(frames, frame_size, resize),  # (3, T, S, S)
+        "frames": frames_to_model_input(frames, frame_size, resize, frames_dtype),  # (3,T,S,S)
         "mask": resize_mask(orig_mask, frame_size, resize),  # (S, S)
         "orig_mask": torch.from_numpy(np.ascontiguousarray(orig_mask, dtype=bool)),  # (h, w)
         "orig_size": (int(h), int(w)),
