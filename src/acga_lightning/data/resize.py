@@ -158,8 +158,7 @@ def frames_to_model_input(
     ``dtype="float32"``: values in [-1, 1] (the sample contract); ``"uint8"``: the resized pixels,
     4x less memory to pass through a DataLoader and to the device, where the model applies
     :func:`normalise_frames` (float32 output == ``normalise_frames(uint8 output)`` exactly). The
-    resize runs on uint8 in channels-last layout, the crop is a view, and the output is written
-    once.
+    resize runs on uint8 in channels-last layout; float conversion, if asked, comes last.
     """
     if dtype not in FRAME_DTYPES:
         raise ValueError(f"dtype: expected one of {FRAME_DTYPES}, got {dtype!r}")
@@ -171,10 +170,12 @@ def frames_to_model_input(
     if policy == "cover":
         (oy, ox), s = geom.offset, geom.size
         x = x[:, :, -oy : -oy + s, -ox : -ox + s]  # (T, 3, S, S), a view
+        # Packing the crop first (row copies, ~0.5 ms at 16x512x512) makes the channel
+        # de-interleave below about twice as fast as from the strided view.
+        x = x.contiguous(memory_format=torch.channels_last)  # (T, 3, S, S)
     else:
         x = _place(x, geom, 0)  # (T, 3, S, S)
-    out = torch.empty((3, x.shape[0], size, size), dtype=torch.uint8)
-    out.copy_(x.permute(1, 0, 2, 3))  # (3, T, S, S)
+    out = x.permute(1, 0, 2, 3).contiguous()  # (3, T, S, S)
     return out if dtype == "uint8" else normalise_frames(out)
 
 
