@@ -99,8 +99,11 @@ def generate(args: argparse.Namespace) -> ReferringVideoDataModule:
 def materialise(dataset: Any) -> dict[str, Any]:
     """Every sample of ``dataset`` decoded once: stacked tensors plus per-sample lists."""
     samples = [dataset[i] for i in range(len(dataset))]
+    frames = torch.stack([torch.as_tensor(s["frames"]) for s in samples])  # (N, 3, T, S, S)
     out: dict[str, Any] = {
-        "frames": torch.stack([torch.as_tensor(s["frames"]) for s in samples]).half(),
+        # uint8 pixels (the datamodule's default) stay uint8: exact, and the model normalises
+        # them; float frames are kept in half precision to save memory.
+        "frames": frames if frames.dtype == torch.uint8 else frames.half(),
         "words": torch.stack([torch.as_tensor(s["words"]) for s in samples]),
         "word_mask": torch.stack([torch.as_tensor(s["word_mask"]) for s in samples]),
         "mask": torch.stack([torch.as_tensor(s["mask"]) for s in samples]),
@@ -111,7 +114,9 @@ def materialise(dataset: Any) -> dict[str, Any]:
 
 
 def batch_of(data: dict[str, Any], index: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {"frames": data["frames"][index].float(), "words": data["words"][index],
+    frames = data["frames"][index]
+    frames = frames if frames.dtype == torch.uint8 else frames.float()
+    return {"frames": frames, "words": data["words"][index],
             "word_mask": data["word_mask"][index], "mask": data["mask"][index]}  # fmt: skip
 
 
