@@ -68,9 +68,11 @@ class RecordingWandbLogger(WandbLogger):
     def __init__(self) -> None:
         super().__init__(offline=True)
         self.calls: list[tuple[str, int, list[str], int]] = []
+        self.shapes: dict[str, set[tuple[int, ...]]] = {}
 
     def log_image(self, key, images, step=None, **kwargs):
         self.calls.append((key, len(images), kwargs.get("caption"), step))
+        self.shapes[key] = {tuple(image.shape) for image in images}
 
 
 def test_images_go_to_wandb_and_not_to_disk(tmp_path):
@@ -80,7 +82,7 @@ def test_images_go_to_wandb_and_not_to_disk(tmp_path):
     batch = {
         "features": torch.randn(3, 16, 2, 2),
         "words": torch.randn(3, 5, 300),
-        "word_mask": torch.ones(3, 5, dtype=torch.bool),
+        "word_mask": torch.arange(5) < torch.tensor([2, 3, 5])[:, None],  # 2, 3 and 5 words
         "mask": (torch.rand(3, 32, 32) > 0.5).float(),
         "query": ["a dog", "the red ball", "one two three four five"],
     }
@@ -102,6 +104,9 @@ def test_images_go_to_wandb_and_not_to_disk(tmp_path):
     assert all(n == 2 and step == 7 for _, n, _, step in logger.calls)
     overlay_captions = next(c for k, _, c, _ in logger.calls if k == "val/overlay")
     assert overlay_captions[1].startswith("the red ball (IoU ")
+    # Queries of 2 and 3 words give word-attention grids of different widths: padded to one size
+    # (wandb warns otherwise).
+    assert all(len(shapes) == 1 for shapes in logger.shapes.values()), logger.shapes
     assert not (tmp_path / "pictures").exists() and callback.written == []
 
 

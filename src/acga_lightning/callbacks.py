@@ -29,6 +29,22 @@ log = logging.getLogger(__name__)
 GRAY = 128  # background of a sample that comes as cached features (no frames to show)
 
 
+def _same_size(images: list[np.ndarray]) -> list[np.ndarray]:
+    """Pad (H, W, 3) uint8 pictures with white to the largest height and width among them.
+
+    wandb shows the pictures of one key as a strip and warns when their sizes differ (a word
+    attention grid is as wide as its query is long); the pictures themselves are not scaled.
+    """
+    height = max(image.shape[0] for image in images)
+    width = max(image.shape[1] for image in images)
+    padded = []
+    for image in images:
+        canvas = np.full((height, width, *image.shape[2:]), 255, dtype=image.dtype)
+        canvas[: image.shape[0], : image.shape[1]] = image
+        padded.append(canvas)
+    return padded
+
+
 def _wandb_loggers(trainer: pl.Trainer) -> list[Any]:
     try:
         from pytorch_lightning.loggers import WandbLogger
@@ -191,7 +207,7 @@ class ValidationImageLogger(pl.Callback):
             for name in rendered[0]:
                 logger.log_image(
                     key=f"val/{name}",
-                    images=[r[name][0] for r in rendered if name in r],
+                    images=_same_size([r[name][0] for r in rendered if name in r]),
                     caption=[r[name][1] for r in rendered if name in r],
                     step=trainer.global_step,
                 )
