@@ -1,14 +1,12 @@
 """Lightning callbacks: pictures of the first validation batch, to wandb or to disk.
 
-Learning rate: use Lightning's own ``LearningRateMonitor(logging_interval="epoch")`` (it logs
-``lr-Adam`` to whatever logger the trainer has); the configs add it next to this callback::
+The learning rate needs no callback: :class:`~acga_lightning.ACGASegmenter` logs ``train/lr``
+once per epoch to whatever logger the trainer has. In a config::
 
     trainer:
       callbacks:
         - class_path: acga_lightning.callbacks.ValidationImageLogger
           init_args: {num_samples: 4, every_n_epochs: 1}
-        - class_path: pytorch_lightning.callbacks.LearningRateMonitor
-          init_args: {logging_interval: epoch}
 """
 
 from __future__ import annotations

@@ -138,16 +138,13 @@ class _Clips(Dataset):
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
         job = self.jobs[i]
         frames = job.dataset[job.index]["frames"]  # (3, T, S, S), uint8 or float in [-1, 1]
-        if job.view > 0 and frames.dtype == torch.uint8:
-            frames = normalise_frames(frames)  # augment_view works in [-1, 1]
+        if frames.dtype == torch.uint8:  # one place: views and the encoder work in [-1, 1]
+            frames = normalise_frames(frames)
         return i, augment_view(frames, job.key, job.view)
 
 
 def _collate_clips(batch: list[tuple[int, torch.Tensor]]) -> tuple[list[int], torch.Tensor]:
-    clips = [f for _, f in batch]
-    if len({f.dtype for f in clips}) > 1:  # augmented views came back float: match them
-        clips = [normalise_frames(f) if f.dtype == torch.uint8 else f for f in clips]
-    return [i for i, _ in batch], torch.stack(clips)  # (B, 3, T, S, S)
+    return [i for i, _ in batch], torch.stack([f for _, f in batch])  # (B, 3, T, S, S)
 
 
 @dataclass
@@ -167,8 +164,6 @@ class BuildReport:
 
 
 def _extract(encoder: nn.Module, frames: torch.Tensor, mode: str) -> torch.Tensor:
-    if frames.dtype == torch.uint8:  # the readers' fast path: normalise on the device
-        frames = normalise_frames(frames)  # (B, 3, T, S, S) in [-1, 1]
     if mode == "mixed_4e":
         return encoder.extract_frozen(frames)  # (B, 528, T', G, G)
     return encoder(frames=frames)  # (B, C_v, G, G)

@@ -46,6 +46,7 @@ from acga_lightning.data.cache_build import (
     missing_entries,
 )
 from acga_lightning.data.collate import collate_samples
+from acga_lightning.data.sample import check_frames_dtype
 from acga_lightning.data.samplers import ResumableDataLoader, UnpaddedDistributedSampler
 
 log = logging.getLogger(__name__)
@@ -150,8 +151,7 @@ class ReferringVideoDataModule(pl.LightningDataModule):
             raise ValueError(f"val_fraction: only a2d/toy have a train split, not {dataset!r}")
         if resize_policy not in ("cover", "letterbox"):
             raise ValueError(f"resize_policy: expected cover or letterbox, got {resize_policy!r}")
-        if frames_dtype not in ("uint8", "float32"):
-            raise ValueError(f"frames_dtype: expected uint8 or float32, got {frames_dtype!r}")
+        check_frames_dtype(frames_dtype)
         self.save_hyperparameters()
         self.cache_settings = CacheSettings.from_dict(cache)
         if dataset == "acga_h5" and self.cache_settings.enabled:
