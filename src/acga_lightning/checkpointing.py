@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -175,5 +176,5 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"checkpoint: file not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
         raise ValueError(f"{path}: truncated or corrupt checkpoint ({err})") from err

@@ -69,10 +69,12 @@ class SegmentSummary:
 
 # ------------------------------------------------------------------------------------ model
 def _read_checkpoint(path: Path) -> dict[str, Any]:
+    from acga_lightning.checkpointing import load_checkpoint_file
+
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # any unreadable file (pickle, zip, EOF) gets the same message
-        raise SegmentError(f"--ckpt: cannot read checkpoint {path}: {err}") from err
+        checkpoint = load_checkpoint_file(path)
+    except ValueError as err:  # missing, truncated or not a checkpoint at all
+        raise SegmentError(f"--ckpt: {err}") from err
     if not isinstance(checkpoint, dict) or "hyper_parameters" not in checkpoint:
         raise SegmentError(
             f"--ckpt: {path} is not an ACGASegmenter checkpoint (no hyper_parameters)"

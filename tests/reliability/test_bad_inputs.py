@@ -198,6 +198,10 @@ def test_truncated_checkpoint_is_a_named_error(tmp_path: Path) -> None:
         load_checkpoint_file(path)
     with pytest.raises(ValueError, match="not found"):
         load_checkpoint_file(tmp_path / "none.ckpt")
+    garbage = tmp_path / "notes.ckpt"  # not a checkpoint at all: torch.load fails unpickling
+    garbage.write_text("hello, not a checkpoint")
+    with pytest.raises(ValueError, match=r"notes\.ckpt: truncated or corrupt"):
+        load_checkpoint_file(garbage)
 
 
 def test_stale_temp_files_of_a_killed_write_are_removed(tmp_path: Path) -> None:
