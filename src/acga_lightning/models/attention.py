@@ -156,8 +156,8 @@ class ACGAAttention(_CrossModalAttention):
 
     ``init_std`` is the standard deviation of the Linear weights at initialisation (official
     code: 0.02). With L2-normalised visual features LGVA's gated scores start near zero, so its
-    attention starts uniform. A larger value is a knob for experiments; on the generated data we
-    measured no gain from 0.1 or 0.3 (README, demo section).
+    attention starts uniform. A larger value is a knob for experiments; in short runs on the
+    generated data we measured no gain from 0.1 or 0.3.
     """
 
     def __init__(
