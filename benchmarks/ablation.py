@@ -29,12 +29,11 @@ from typing import Any
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from acga_lightning import ACGASegmenter  # noqa: E402
-from acga_lightning.data.a2d import MASKS, read_a2d_mask  # noqa: E402
+from acga_lightning.data.a2d import MASKS, read_a2d_masks  # noqa: E402
 from acga_lightning.data.datamodule import ReferringVideoDataModule  # noqa: E402
 from acga_lightning.metrics import ReferringSegmentationMetrics  # noqa: E402
 
@@ -180,13 +179,11 @@ def floors(root: Path, data: dict[str, Any], seed: int = 0) -> dict[str, dict[st
     random = ReferringSegmentationMetrics(protocol="acga")
     for i, target in enumerate(data["orig_mask"]):
         h5 = root / MASKS / data["video_id"][i] / f"{int(data['frame_idx'][i]):05d}.h5"
-        with h5py.File(h5, "r") as f:
-            count = 1 if f["reMask"].ndim == 2 else int(f["reMask"].shape[0])
-        masks = [torch.from_numpy(read_a2d_mask(h5, k)) for k in range(count)]
+        masks = torch.from_numpy(read_a2d_masks(h5))  # (N, h, w)
         target = torch.as_tensor(target).bool()
         ids = [int(data["sample_id"][i]) >> 10]
-        every.update([torch.stack(masks).any(dim=0)], [target], sample_ids=ids)
-        random.update([masks[int(rng.integers(count))]], [target], sample_ids=ids)
+        every.update([masks.any(dim=0)], [target], sample_ids=ids)
+        random.update([masks[int(rng.integers(len(masks)))]], [target], sample_ids=ids)
     named = (("segment every actor", every), ("segment a random actor", random))
     return {name: {k: float(v) for k, v in m.compute().items()} for name, m in named}
 

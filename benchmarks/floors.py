@@ -20,23 +20,12 @@ from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-
-def frame_masks(path: Path) -> np.ndarray:
-    """Every instance mask of one A2D h5 frame as bool ``(N, h, w)`` (``reMask`` is transposed)."""
-    with h5py.File(path, "r") as f:
-        masks = np.asarray(f["reMask"])
-    if masks.ndim == 2:
-        masks = masks[None]
-    return np.ascontiguousarray(masks.transpose(0, 2, 1) != 0)  # (N, h, w)
 
 
 def score_floors(root: Path, word_vectors: Path) -> dict[str, dict[str, float]]:
     """Metrics of each floor on the test split of the A2D-format dataset at ``root``."""
-    from acga_lightning.data.a2d import MASKS, A2DSentences, read_a2d_mask
+    from acga_lightning.data.a2d import MASKS, A2DSentences, read_a2d_mask, read_a2d_masks
     from acga_lightning.metrics import ReferringSegmentationMetrics
 
     reader = A2DSentences(root, "test", num_frames=1, frame_size=32, word_vectors=word_vectors)
@@ -44,7 +33,7 @@ def score_floors(root: Path, word_vectors: Path) -> dict[str, dict[str, float]]:
     for record in reader.records:
         path = root / MASKS / record["video_id"] / f"{record['frame_idx']:05d}.h5"
         target = torch.from_numpy(read_a2d_mask(path, record["mask_index"]))[None]  # (1, h, w)
-        masks = frame_masks(path)  # (N, h, w)
+        masks = read_a2d_masks(path)  # (N, h, w)
         largest = masks[int(masks.reshape(len(masks), -1).sum(1).argmax())]
         floors["every actor"].update(torch.from_numpy(masks.any(0))[None], target)
         floors["largest actor"].update(torch.from_numpy(largest)[None], target)

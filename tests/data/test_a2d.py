@@ -121,6 +121,20 @@ def test_orig_mask_equals_the_h5_mask_exactly(root: Path, manifest: dict) -> Non
     assert {k for k in special if k[0] not in missed} <= seen  # every fault was exercised
 
 
+def test_read_a2d_masks_equals_each_mask_read_alone(root: Path) -> None:
+    # Every frame of the generated release, including its single-instance (2-D reMask) frames.
+    paths = sorted((root / H5_DIR).glob("*/*.h5"))
+    single = 0
+    for path in paths:
+        masks = a2d_module.read_a2d_masks(path)  # (N, h, w)
+        with h5py.File(path, "r") as f:
+            single += f["reMask"].ndim == 2
+        assert masks.dtype == bool and masks.ndim == 3
+        for k, mask in enumerate(masks):
+            assert np.array_equal(mask, a2d_module.read_a2d_mask(path, k))
+    assert single > 0 and len(paths) > single
+
+
 def test_sample_contract(root: Path) -> None:
     ds = dataset(root, "train", word_vectors=root / "word2vec.bin", max_words=12)
     assert ds.word_stats.sentences > 0 and ds.word_stats.oov == 0

@@ -5,7 +5,7 @@ them. ``A2DSentences`` and ``JHMDBSentences`` read the released on-disk formats;
 ``ACGAPreprocessed`` reads the official ACGA h5 features.
 """
 
-from acga_lightning.data.a2d import A2DSentences, read_a2d_mask
+from acga_lightning.data.a2d import A2DSentences, read_a2d_mask, read_a2d_masks
 from acga_lightning.data.acga_h5 import ACGAPreprocessed
 from acga_lightning.data.collate import collate_samples
 from acga_lightning.data.datamodule import ReferringVideoDataModule, build_cache
@@ -45,6 +45,7 @@ __all__ = [
     "make_sample_id",
     "probe_video",
     "read_a2d_mask",
+    "read_a2d_masks",
     "read_window",
     "resize_frames",
     "resize_mask",

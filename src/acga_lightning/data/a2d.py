@@ -87,6 +87,18 @@ def read_a2d_mask(path: str | Path, mask_index: int) -> np.ndarray:
     return np.ascontiguousarray(m.T != 0)  # (h, w)
 
 
+def read_a2d_masks(path: str | Path) -> np.ndarray:
+    """Every instance mask of an A2D h5 frame as bool ``(N, h, w)``, in one read.
+
+    ``reMask`` is stored transposed: ``(N, W, H)``, or ``(W, H)`` when there is one instance.
+    """
+    with h5py.File(path, "r") as f:
+        masks = np.asarray(f["reMask"])
+    if masks.ndim == 2:
+        masks = masks[None]  # (1, W, H)
+    return np.ascontiguousarray(masks.transpose(0, 2, 1) != 0)  # (N, h, w)
+
+
 def _frame_info(path: Path) -> tuple[list[int], int, tuple[int, int]]:
     """Instance ids, number of masks and mask size (h, w) of one h5 frame, without reading masks."""
     with h5py.File(path, "r") as f:
