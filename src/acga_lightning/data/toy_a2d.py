@@ -18,7 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from acga_lightning.data.toy_scenes import Scene, actor_mask, render_frame, sample_scene
+from acga_lightning.data.toy_scenes import Scene, actor_masks, render_frame, sample_scene
 from acga_lightning.data.toy_text import describe, vocabulary_sentences, write_word2vec
 
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -118,11 +118,10 @@ def min_pixels_for(height: int) -> int:
 def all_actors_visible(scene: Scene, fids: list[int], height: int, width: int) -> bool:
     """Whether every actor shows ``MIN_VISIBLE_SHARE`` of its area in every frame of ``fids``."""
     for fid in fids:
-        _, visible = render_frame(scene, fid - 1, height, width)
-        for actor, mask in zip(scene.actors, visible, strict=True):
-            full = int(actor_mask(actor, fid - 1, scene, height, width).sum())
+        full, visible = actor_masks(scene, fid - 1, height, width)
+        for whole, mask in zip(full, visible, strict=True):
             shown = int(mask.sum())
-            if shown < min_pixels_for(height) or shown < MIN_VISIBLE_SHARE * full:
+            if shown < min_pixels_for(height) or shown < MIN_VISIBLE_SHARE * int(whole.sum()):
                 return False
     return True
 

@@ -288,6 +288,24 @@ def actor_mask(actor: Actor, t: int, scene: Scene, height: int, width: int) -> n
     return mask
 
 
+def actor_masks(
+    scene: Scene, t: int, height: int, width: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every actor's full and visible mask ``(H, W)`` bool at frame ``t``, in actor order.
+
+    The visible mask is the full one minus the actors drawn in front of it (higher depth).
+    """
+    if not 0 <= t < scene.num_frames:
+        raise ValueError(f"t must be in [0, {scene.num_frames}), got {t}")
+    full = [actor_mask(a, t, scene, height, width) for a in scene.actors]
+    visible = [m.copy() for m in full]
+    order = sorted(range(len(scene.actors)), key=lambda i: scene.actors[i].depth)
+    for rank, i in enumerate(order):
+        for j in order[rank + 1 :]:  # actors in front hide this one
+            visible[i] &= ~full[j]
+    return full, visible
+
+
 def render_frame(
     scene: Scene, t: int, height: int, width: int
 ) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -296,14 +314,8 @@ def render_frame(
     Masks are in the order of ``scene.actors``; an actor hidden by one in front of it loses
     those pixels, so every mask is exactly where the actor's colour was painted.
     """
-    if not 0 <= t < scene.num_frames:
-        raise ValueError(f"t must be in [0, {scene.num_frames}), got {t}")
+    full, visible = actor_masks(scene, t, height, width)
     frame = render_background(scene, height, width).copy()
-    full = [actor_mask(a, t, scene, height, width) for a in scene.actors]
-    visible = [m.copy() for m in full]
-    order = sorted(range(len(scene.actors)), key=lambda i: scene.actors[i].depth)
-    for rank, i in enumerate(order):
-        frame[full[i]] = COLOURS[scene.actors[i].colour]
-        for j in order[rank + 1 :]:  # actors in front hide this one
-            visible[i] &= ~full[j]
+    for i in sorted(range(len(scene.actors)), key=lambda i: scene.actors[i].depth):
+        frame[full[i]] = COLOURS[scene.actors[i].colour]  # back to front
     return frame, visible
