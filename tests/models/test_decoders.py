@@ -43,3 +43,19 @@ def test_decoder_rejects_wrong_channels():
     decoder = DECODERS.build("single", visual_channels=8, text_channels=4)
     with pytest.raises(ValueError, match="visual must be"):
         decoder(torch.randn(1, 7, 4, 4), torch.randn(1, 4, 4, 4), torch.randn(1, 4))
+
+
+def test_multires_up_factors_set_the_output_grid():
+    """(4, 2) decodes a G=8 grid to 8, 32 and 64: the frame size of the demo, not 128."""
+    decoder = DECODERS.build(
+        "multires", visual_channels=16, text_channels=12, up_channels=(8, 4),
+        head_widths=(8, 8, 4), up_factors=(4, 2),
+    )  # fmt: skip
+    visual, text = torch.randn(2, 16, 8, 8), torch.randn(2, 12, 8, 8)
+    small, medium, large = decoder(visual, text)
+    assert (small.shape[-1], medium.shape[-1], large.shape[-1]) == (8, 32, 64)
+    assert decoder.up_large.deconv.kernel_size == (4, 4)
+    assert decoder.up_large.deconv.stride == (2, 2)
+    large.sum().backward()
+    with pytest.raises(ValueError, match="factor"):
+        DECODERS.build("multires", visual_channels=16, text_channels=12, up_factors=(4, 3))

@@ -64,15 +64,22 @@ class FCNHead(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """x4 upsampling: ConvTranspose2d(k=8, s=4, p=2) -> ReLU -> conv3x3 -> ReLU."""
+    """x``factor`` upsampling: ConvTranspose2d(k=2f, s=f, p=f/2) -> ReLU -> conv3x3 -> ReLU.
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    The paper's block is ``factor=4`` (k=8, s=4, p=2); ``factor=2`` is k=4, s=2, p=1.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, factor: int = 4) -> None:
         super().__init__()
-        self.deconv = nn.ConvTranspose2d(in_channels, out_channels, 8, stride=4, padding=2)
+        if factor not in (2, 4):
+            raise ValueError(f"factor: expected 2 or 4, got {factor}")
+        self.deconv = nn.ConvTranspose2d(
+            in_channels, out_channels, 2 * factor, stride=factor, padding=factor // 2
+        )
         self.conv = nn.Conv2d(out_channels, out_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv(F.relu(self.deconv(x))))  # (B, C_out, 4H, 4W)
+        return F.relu(self.conv(F.relu(self.deconv(x))))  # (B, C_out, fH, fW)
 
 
 def _check_inputs(visual: torch.Tensor, text: torch.Tensor, visual_channels: int) -> None:
@@ -89,6 +96,10 @@ class MultiResolutionDecoder(nn.Module):
     Small: FCN([F_VA, F_TA, C]) at G. Medium and large: x4 up-blocks from F_VA, then
     FCN([F_M or F_L, bilinear(F_TA), C]). The final logits fuse [up(R_S), up(R_M), R_L] with a
     3x3 convolution. Returns ``[R_S, R_M, R_L_fused]``.
+
+    ``up_factors`` are the two up-blocks' factors: ``(4, 4)`` is the paper's (G=32 -> 512). A
+    grid that is already fine, e.g. G=8 for a 64-pixel frame, reaches the frame with
+    ``(4, 2)`` instead of decoding at 128 and resizing down, at a quarter of the cost.
     """
 
     def __init__(
@@ -99,13 +110,16 @@ class MultiResolutionDecoder(nn.Module):
         head_widths: tuple[int, int, int] = (256, 128, 64),
         fusion: bool = True,
         factorized_text: bool = True,
+        up_factors: tuple[int, int] = (4, 4),
     ) -> None:
         super().__init__()
+        if len(up_factors) != 2:
+            raise ValueError(f"up_factors: expected two factors, got {up_factors}")
         self.visual_channels = visual_channels
         self.small = FCNHead(visual_channels, text_channels, head_widths[0], factorized_text)
-        self.up_medium = UpBlock(visual_channels, up_channels[0])
+        self.up_medium = UpBlock(visual_channels, up_channels[0], int(up_factors[0]))
         self.medium = FCNHead(up_channels[0], text_channels, head_widths[1], factorized_text)
-        self.up_large = UpBlock(up_channels[0], up_channels[1])
+        self.up_large = UpBlock(up_channels[0], up_channels[1], int(up_factors[1]))
         self.large = FCNHead(up_channels[1], text_channels, head_widths[2], factorized_text)
         self.fusion = nn.Conv2d(3, 1, 3, padding=1) if fusion else None
         self.apply(official_init)
@@ -115,7 +129,7 @@ class MultiResolutionDecoder(nn.Module):
     ) -> list[torch.Tensor]:
         _check_inputs(visual, text, self.visual_channels)
         small = self.small(visual, text)  # (B, 1, G, G)
-        medium_features = self.up_medium(visual)  # (B, 256, 4G, 4G)
+        medium_features = self.up_medium(visual)  # (B, 256, 4G, 4G) with the paper's factors
         medium = self.medium(medium_features, text)  # (B, 1, 4G, 4G)
         large_features = self.up_large(medium_features)  # (B, 128, 16G, 16G)
         large = self.large(large_features, text)  # (B, 1, 16G, 16G)
