@@ -10,7 +10,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data.distributed import DistributedSampler
 
-from acga_lightning.data.datamodule import ReferringVideoDataModule, split_videos
+from acga_lightning.data.datamodule import (
+    MemoryCachedDataset,
+    ReferringVideoDataModule,
+    split_videos,
+)
 from acga_lightning.data.samplers import UnpaddedDistributedSampler, shard_sizes
 
 SMALL = dict(num_frames=4, frame_size=32)
@@ -62,6 +66,41 @@ def test_float32_frames_on_request_match_the_uint8_ones(toy_root):
     assert torch.equal(normalise_frames(a), b)
     with pytest.raises(ValueError, match="frames_dtype"):
         make(toy_root, frames_dtype="half")
+
+
+def test_memory_cache_decodes_each_sample_once_and_returns_the_same_sample(toy_root):
+    plain, cached = make(toy_root), make(toy_root, memory_cache=True, num_workers=1)
+    plain.setup("fit")
+    cached.setup("fit")
+    train = cached.datasets["train"]
+    assert isinstance(train, MemoryCachedDataset) and len(train) == len(plain.datasets["train"])
+    assert isinstance(cached.datasets["val"], MemoryCachedDataset)
+    reads = []
+
+    class Counting(torch.utils.data.Dataset):
+        def __init__(self, data):
+            self.data = data
+
+        def __len__(self):
+            return len(self.data)
+
+        def __getitem__(self, i):
+            reads.append(i)
+            return self.data[i]
+
+    train.dataset = Counting(train.dataset)
+    for _ in range(2):
+        for i in range(len(train)):
+            sample, expected = train[i], plain.datasets["train"][i]
+            assert torch.equal(sample["frames"], expected["frames"])
+            assert torch.equal(sample["mask"], expected["mask"])
+            assert sample["sample_id"] == expected["sample_id"]
+    assert reads == list(range(len(train)))  # the second pass read nothing
+    # the cache lives in the workers: they must outlive the epoch
+    assert cached.train_dataloader().persistent_workers
+    assert not plain.train_dataloader().persistent_workers
+    with pytest.raises(ValueError, match="memory_cache"):
+        make(toy_root, memory_cache=True, augment=True)
 
 
 def test_val_is_test_split_unless_carved_by_video(toy_root):
