@@ -23,6 +23,7 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,7 @@ def materialise(dataset: Any) -> dict[str, Any]:
         "word_mask": torch.stack([torch.as_tensor(s["word_mask"]) for s in samples]),
         "mask": torch.stack([torch.as_tensor(s["mask"]) for s in samples]),
     }
-    for key in ("orig_mask", "orig_size", "video_id", "frame_idx", "sample_id"):
+    for key in ("orig_mask", "orig_size", "video_id", "frame_idx", "instance_id", "sample_id"):
         out[key] = [s[key] for s in samples]
     return out
 
@@ -119,8 +120,18 @@ def batch_of(data: dict[str, Any], index: torch.Tensor) -> dict[str, torch.Tenso
             "word_mask": data["word_mask"][index], "mask": data["mask"][index]}  # fmt: skip
 
 
-def train(model: ACGASegmenter, data: dict[str, Any], seed: int, args: argparse.Namespace) -> None:
-    """Adam with ACGA's step schedule; epoch e's order is a function of (seed, e) alone."""
+def train(
+    model: ACGASegmenter,
+    data: dict[str, Any],
+    seed: int,
+    args: argparse.Namespace,
+    after_epoch: Callable[[int], None] | None = None,
+) -> None:
+    """Adam with ACGA's step schedule; epoch e's order is a function of (seed, e) alone.
+
+    ``args.epochs`` epochs of ``args.batch`` samples; ``after_epoch(e)`` runs after each epoch
+    (``benchmarks/demo_study.py`` scores the test split there).
+    """
     opt = model.configure_optimizers()
     optimizer, scheduler = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
     n = len(data["orig_mask"])
@@ -133,6 +144,8 @@ def train(model: ACGASegmenter, data: dict[str, Any], seed: int, args: argparse.
             loss.backward()
             optimizer.step()
         scheduler.step()
+        if after_epoch is not None:
+            after_epoch(epoch)
 
 
 def foreign_queries(data: dict[str, Any], seed: int = 0) -> torch.Tensor:
