@@ -133,3 +133,18 @@ def test_truncated_file_is_a_clear_error(
     assert probe_video(tmp_path / "fs_cut.mp4").num_frames == 40
     with pytest.raises(VideoReadError, match="fs_cut.mp4"):
         read_window(tmp_path / "fs_cut.mp4", range(30, 40))
+
+
+def test_shared_reformatter_follows_size_and_format_changes(tmp_path: Path) -> None:
+    """to_rgb keeps one swscale context per thread: videos of other sizes and pixel formats,
+    read alternately, must still come out exactly as PyAV's own to_ndarray gives them."""
+    videos = [
+        (tmp_path / "a.mp4", write_video(tmp_path / "a.mp4", 9, size=(32, 48))),
+        (tmp_path / "b.mp4", write_video(tmp_path / "b.mp4", 9, size=(40, 24))),
+        (tmp_path / "c.mkv", write_video(tmp_path / "c.mkv", 9, "ffv1", "gray", (16, 16))),
+    ]
+    for _ in range(2):
+        for path, expected in videos:
+            window = read_window(path, [2, 3, 4])
+            assert window.shape == (3, *expected[0].shape)
+            assert np.array_equal(window, np.stack(expected[2:5]))

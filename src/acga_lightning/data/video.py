@@ -18,6 +18,16 @@ import av
 import numpy as np
 
 
+def to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as uint8 ``(H, W, 3)`` RGB, exactly ``frame.to_ndarray(format="rgb24")``.
+
+    ``to_ndarray`` converts with swscale's default of one thread per CPU, and so starts (and
+    stops) a thread pool for every frame: about 0.6 ms, twenty times the conversion of a
+    64 x 64 frame. One thread gives the same pixels in about 0.03 ms.
+    """
+    return frame.reformat(format="rgb24", threads=1).to_ndarray()
+
+
 class VideoReadError(RuntimeError):
     """A video that cannot be opened or decoded (corrupt, truncated, missing, no video stream)."""
 
@@ -144,7 +154,7 @@ def _frames_in_range(
         if index > last:
             break
         if index >= first:
-            yield index, frame.to_ndarray(format="rgb24")
+            yield index, to_rgb(frame)
 
 
 def _clock(stream: Any, path: Path) -> tuple[Fraction, Fraction, int]:
