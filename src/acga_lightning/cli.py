@@ -17,6 +17,8 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -170,7 +172,9 @@ def check_feature_spec(model: Any, datamodule: Any) -> None:
         )
 
 
-def _build_cli_class() -> type:
+def _build_cli_class(started: float | None = None) -> type:
+    """The CLI class; ``started`` (``time.monotonic()``) is when a ``--time_budget_minutes``
+    starts counting (default: when fit starts)."""
     from pytorch_lightning.cli import LightningCLI
 
     class ACGALightningCLI(LightningCLI):
@@ -190,6 +194,20 @@ def _build_cli_class() -> type:
                 help="torch.set_num_threads before anything runs (None: torch's default). "
                 "On a small CPU shared with other jobs, 1 avoids OpenMP oversubscription.",
             )
+            parser.add_argument(
+                "--time_budget_minutes",
+                type=float | None,
+                default=None,
+                help="fit: end the whole command (start-up, data, training, the final test) "
+                "within this many minutes, shortening the epoch schedule when this machine is "
+                "too slow for it (acga_lightning.time_budget.TimeBudget). None: no budget.",
+            )
+            parser.add_argument(
+                "--time_budget_reserve_minutes",
+                type=float,
+                default=1.0,
+                help="of the time budget, the minutes kept for what follows training",
+            )
             parser.link_arguments("data.num_frames", "model.num_frames")
             parser.link_arguments("data.frame_size", "model.frame_size")
             parser.link_arguments("data.resize_policy", "model.resize_policy")
@@ -207,7 +225,16 @@ def _build_cli_class() -> type:
         def _check(self) -> None:
             check_feature_spec(self.model, self.datamodule)
 
-        before_fit = before_validate = before_test = before_predict = _check
+        before_validate = before_test = before_predict = _check
+
+        def before_fit(self) -> None:
+            self._check()
+            minutes = self.config[self.subcommand].get("time_budget_minutes")
+            if minutes is not None:
+                from acga_lightning.time_budget import TimeBudget
+
+                reserve = self.config[self.subcommand].get("time_budget_reserve_minutes", 1.0)
+                self.trainer.callbacks.append(TimeBudget(minutes, reserve, started=started))
 
         def after_fit(self) -> None:
             if not self.config[self.subcommand].get("test_after_fit"):
@@ -277,7 +304,7 @@ def cache_features_main(argv: Sequence[str] | None = None) -> int:
     if not datamodule.cache_settings.enabled:
         raise SystemExit("acga cache-features: data.cache.mode is 'none'; nothing to cache")
     if datamodule.hparams.dataset == "toy":
-        datamodule._generate_toy()
+        datamodule.generate_toy_data()
     splits = cli.config.get("splits")
     from acga_lightning.data.datamodule import build_cache
 
@@ -289,6 +316,7 @@ def cache_features_main(argv: Sequence[str] | None = None) -> int:
 def main(args: Sequence[str] | None = None) -> Any:
     """Entry point of ``acga``: returns the LightningCLI object (or a tool's exit code) when
     ``args`` is given (tests), None when it reads ``sys.argv`` (the console script)."""
+    started = time.monotonic()
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in TOOLS:
         code = TOOLS[argv[0]](argv[1:])
@@ -296,13 +324,18 @@ def main(args: Sequence[str] | None = None) -> Any:
             sys.exit(code)
         return code
     model_class, data_class = _lightning_classes()
-    cli_class = _build_cli_class()
-    cli = cli_class(
-        model_class,
-        data_class,
-        args=resolve_config_args(argv),
-        save_config_kwargs={"overwrite": True},
-    )
+    cli_class = _build_cli_class(started)
+    with warnings.catch_warnings():
+        # The console script hands LightningCLI sys.argv with its __base__ includes resolved,
+        # so `args` and sys.argv are the same command line by construction: LightningCLI's
+        # "not recommended to provide both" warning would be printed on every `acga fit`.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        cli = cli_class(
+            model_class,
+            data_class,
+            args=resolve_config_args(argv),
+            save_config_kwargs={"overwrite": True},
+        )
     return cli if args is not None else None  # the console script passes this to sys.exit
 
 

@@ -1,0 +1,125 @@
+"""TimeBudget: keep a training run within a wall-clock budget by shortening its schedule.
+
+The demo promises a trained and tested model within ten minutes on a 2-core laptop, and
+laptops differ several-fold in speed. Stopping at a deadline (Lightning's ``max_time``) would
+end a step schedule before its learning-rate drop, where the model is at its worst. Instead,
+after each training epoch (its validation included) :class:`TimeBudget` projects the finish
+from that epoch's duration; when the planned epochs do not fit it lowers ``max_epochs`` to what
+fits and moves the epoch milestones of ``MultiStepLR`` schedulers in proportion, so the short
+run still ends at the low learning rate. On a machine fast enough for the whole schedule it
+changes nothing, and the run is the same as without it.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+from torch.optim.lr_scheduler import MultiStepLR
+
+
+def rescale_milestones(milestones: Counter, old_epochs: int, new_epochs: int, done: int) -> Counter:
+    """``MultiStepLR`` milestones for a schedule cut from ``old_epochs`` to ``new_epochs``.
+
+    ``done`` epochs have run (the next scheduler step makes ``last_epoch == done``). Milestones
+    already applied (``< done``) stay; later ones move to ``round(m * new / old)``, no earlier
+    than ``done`` and no later than ``new_epochs - 1``, so the last epoch runs after the drop.
+    """
+    out: Counter = Counter()
+    for milestone, count in milestones.items():
+        if milestone >= done:
+            scaled = round(milestone * new_epochs / old_epochs)
+            milestone = min(max(scaled, done), max(new_epochs - 1, done))
+        out[milestone] += count
+    return out
+
+
+class TimeBudget(pl.Callback):
+    """Shortens training so that the run, and ``reserve_minutes`` after it, end in ``minutes``.
+
+    Args:
+        minutes: the wall-clock budget, counted from ``started``.
+        reserve_minutes: time kept for what follows training (``acga fit``'s final test).
+        started: the ``clock()`` value the budget counts from (default: when this is created;
+            ``acga fit`` passes its start-up time, so data generation counts too).
+        clock: seconds, monotonic (tests pass a fake one).
+
+    The projection uses the latest epoch's duration (training plus validation). It only ever
+    shortens, never lengthens, and every rank follows rank 0's decision. What it cut is kept
+    in ``self.shortened`` (``(planned_epochs, epochs)``) and reported as a warning.
+    """
+
+    def __init__(
+        self,
+        minutes: float,
+        reserve_minutes: float = 1.0,
+        started: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not minutes > 0:
+            raise ValueError(f"minutes: expected > 0, got {minutes}")
+        if not 0 <= reserve_minutes < minutes:
+            raise ValueError(
+                f"reserve_minutes: expected 0 <= reserve_minutes < minutes ({minutes}), "
+                f"got {reserve_minutes}"
+            )
+        self.budget = 60.0 * minutes
+        self.reserve = 60.0 * reserve_minutes
+        self.clock = clock
+        self.started = clock() if started is None else float(started)
+        self.epoch_started: float | None = None
+        self.shortened: tuple[int, int] | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.epoch_started = self.clock()
+
+    def epochs_that_fit(self, epoch_seconds: float) -> int:
+        """Whole epochs of ``epoch_seconds`` left before the reserve."""
+        left = self.budget - self.reserve - (self.clock() - self.started)
+        return max(0, int(left // max(epoch_seconds, 1e-9)))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        planned = trainer.fit_loop.max_epochs
+        if self.epoch_started is None or planned is None or planned < 0:
+            return  # no epoch timed yet, or no planned end to move
+        done = trainer.current_epoch + 1
+        fit = self.epochs_that_fit(self.clock() - self.epoch_started)
+        epochs = done + fit if done + fit < planned else planned
+        epochs = int(trainer.strategy.broadcast(epochs, src=0))
+        if epochs < planned:
+            self.shorten(trainer, planned, epochs, done)
+
+    def shorten(self, trainer: pl.Trainer, planned: int, epochs: int, done: int) -> None:
+        """Lower ``max_epochs`` from ``planned`` to ``epochs`` and move the lr milestones."""
+        trainer.fit_loop.max_epochs = epochs
+        if epochs <= done:
+            trainer.should_stop = True
+        moved, kept = [], []
+        for config in trainer.lr_scheduler_configs:
+            scheduler: Any = config.scheduler
+            if config.interval == "epoch" and isinstance(scheduler, MultiStepLR):
+                before = sorted(scheduler.milestones.elements())
+                scheduler.milestones = rescale_milestones(
+                    scheduler.milestones, planned, epochs, done
+                )
+                moved.append(f"{before} -> {sorted(scheduler.milestones.elements())}")
+            else:
+                kept.append(type(scheduler).__name__)
+        first = self.shortened[0] if self.shortened else planned
+        self.shortened = (first, epochs)
+        message = (
+            f"TimeBudget: {planned} epochs do not fit in {self.budget / 60:g} minutes on this "
+            f"machine (the last epoch took {self.clock() - (self.epoch_started or 0):.0f} s); "
+            f"training stops after epoch {epochs} instead"
+        )
+        if moved:
+            message += f", lr milestones moved {', '.join(moved)}"
+        if kept:
+            message += f" (left as they were: {', '.join(kept)})"
+        message += ". Results will be below those of the full schedule."
+        if trainer.is_global_zero:
+            warnings.warn(message, UserWarning, stacklevel=2)

@@ -1,0 +1,120 @@
+"""TimeBudget: real Lightning fits of a tiny model, timed by a fake clock that batches advance."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from acga_lightning.time_budget import TimeBudget, rescale_milestones
+
+LEAFSPEC = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Tiny(pl.LightningModule):
+    """A linear regression with Adam and a MultiStepLR; records the lr of every epoch."""
+
+    def __init__(self, milestones: list[int], clock: FakeClock, seconds_per_batch: float) -> None:
+        super().__init__()
+        self.layer = nn.Linear(4, 1)
+        self.milestones = milestones
+        self.clock = clock
+        self.seconds_per_batch = seconds_per_batch
+        self.epoch_lrs: list[float] = []
+
+    def training_step(self, batch, batch_idx):
+        if batch_idx == 0:
+            self.epoch_lrs.append(self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.clock.now += self.seconds_per_batch
+        x, y = batch
+        return nn.functional.mse_loss(self.layer(x), y)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.parameters(), lr=1.0)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, self.milestones, gamma=0.1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
+
+
+def fit(budget: TimeBudget | None, clock: FakeClock, seconds_per_batch: float = 10.0) -> Tiny:
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(16, 4), torch.randn(16, 1))
+    model = Tiny([6], clock, seconds_per_batch)
+    trainer = pl.Trainer(
+        max_epochs=8,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[budget] if budget else [],
+    )
+    trainer.fit(model, DataLoader(data, batch_size=4))  # 4 batches: 40 fake seconds an epoch
+    return model
+
+
+def test_rescale_milestones() -> None:
+    assert rescale_milestones(Counter([6]), 8, 3, done=1) == Counter([2])
+    assert rescale_milestones(Counter([6]), 8, 2, done=1) == Counter([1])  # last epoch is low
+    assert rescale_milestones(Counter([2, 6]), 8, 4, done=3) == Counter([2, 3])  # 2 applied
+    assert rescale_milestones(Counter([8]), 12, 6, done=2) == Counter([4])
+    assert rescale_milestones(Counter([6]), 8, 1, done=1) == Counter([1])  # stopping: moot
+
+
+@LEAFSPEC
+def test_short_budget_cuts_epochs_and_keeps_the_lr_drop(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    clock = FakeClock()
+    # 3 minutes, 30 s reserved: after epoch 1 (40 s) 110 s are left, room for 2 more epochs.
+    budget = TimeBudget(minutes=3, reserve_minutes=0.5, clock=clock)
+    with pytest.warns(UserWarning, match=r"8 epochs do not fit .* after epoch 3.*\[6\] -> \[2\]"):
+        model = fit(budget, clock)
+    assert model.epoch_lrs == pytest.approx([1.0, 1.0, 0.1])
+    assert model.trainer.current_epoch == 3 and budget.shortened == (8, 3)
+    assert clock.now - budget.started <= budget.budget - budget.reserve
+
+
+@LEAFSPEC
+def test_ample_budget_changes_nothing(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    clock = FakeClock()
+    budget = TimeBudget(minutes=60, clock=clock)
+    with_budget = fit(budget, clock)
+    without = fit(None, FakeClock())
+    assert with_budget.epoch_lrs == without.epoch_lrs == pytest.approx([1.0] * 6 + [0.1] * 2)
+    assert budget.shortened is None
+    for a, b in zip(with_budget.parameters(), without.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@LEAFSPEC
+def test_first_epoch_over_budget_stops_after_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    clock = FakeClock()
+    budget = TimeBudget(minutes=1, reserve_minutes=0, clock=clock)
+    with pytest.warns(UserWarning, match="training stops after epoch 1"):
+        model = fit(budget, clock, seconds_per_batch=20.0)  # 80 s > 60 s
+    assert model.trainer.current_epoch == 1 and len(model.epoch_lrs) == 1
+
+
+def test_started_counts_time_before_fit() -> None:
+    clock = FakeClock()
+    budget = TimeBudget(minutes=2, reserve_minutes=0, started=clock.now - 90, clock=clock)
+    assert budget.epochs_that_fit(10.0) == 3  # 120 - 90 = 30 s left
+
+
+def test_argument_errors() -> None:
+    with pytest.raises(ValueError, match="minutes"):
+        TimeBudget(minutes=0)
+    with pytest.raises(ValueError, match="reserve_minutes"):
+        TimeBudget(minutes=1, reserve_minutes=1)
