@@ -227,11 +227,17 @@ class ReferringVideoDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         """One process per node: generate toy data if absent, build missing cache entries."""
         if self.hparams.dataset == "toy":
-            self._generate_toy()
+            self.generate_toy_data()
         if self.cache_settings.enabled:
             build_cache(self)
 
-    def _generate_toy(self) -> None:
+    def generate_toy_data(self) -> None:
+        """For ``dataset: toy``, write the generated data into ``root`` unless it is there.
+
+        Written to a temporary sibling folder and renamed into place, so an interrupted run
+        never leaves a half-written dataset that looks complete; a non-empty ``root`` without
+        A2D data is refused, never overwritten. ``prepare_data`` calls it.
+        """
         if (self.root / "Release" / "videoset.csv").is_file():
             return
         from acga_lightning.data.toy import write_a2d
@@ -242,7 +248,7 @@ class ReferringVideoDataModule(pl.LightningDataModule):
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("generating toy A2D data in %s with %s", self.root, self.toy_options)
         try:
-            write_a2d(tmp, **self.toy_options)
+            write_a2d(tmp, **{"progress": True, **self.toy_options})
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # a full disk leaves no half-written copy
             raise
@@ -256,7 +262,7 @@ class ReferringVideoDataModule(pl.LightningDataModule):
         if self.hparams.dataset == "toy" and not (self.root / "Release/videoset.csv").is_file():
             if dist.is_available() and dist.is_initialized():
                 raise RuntimeError(f"{self.root}: toy data missing; prepare_data did not run")
-            self._generate_toy()
+            self.generate_toy_data()
         wanted = {
             "fit": ("train", "val"),
             "validate": ("val",),

@@ -57,7 +57,7 @@ def toy_data_main(argv: Sequence[str] | None = None) -> int:
     if args.format == "a2d":
         root = write_a2d(
             args.out, num_videos=videos, seed=args.seed, height=height,
-            word2vec=not args.no_word2vec,
+            word2vec=not args.no_word2vec, progress=True,
         )  # fmt: skip
     else:
         width = int(round(height * 4 / 3 / 2)) * 2  # J-HMDB frames are 320x240

@@ -272,11 +272,18 @@ def render_all(
     height: int,
     quirks: bool,
     rng: np.random.Generator,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Write every video and its h5 files; returns where the h5 faults were put."""
+    from tqdm.auto import tqdm
+
     min_pixels = min_pixels_for(height)
     placed: dict[str, Any] = {}
-    for rank, i in enumerate(order):  # the exit video first; faults go to the videos after it
+    ranked = tqdm(
+        enumerate(order), total=len(order), desc=f"writing generated videos to {root.name}",
+        unit="video", disable=not progress, leave=False,
+    )  # fmt: skip
+    for rank, i in ranked:  # the exit video first; faults go to the videos after it
         may_fault = quirks and (rank > 0 or len(videos) == 1)
         masks = render_video(videos[i], root, height)
         faults = write_annotations(
@@ -331,6 +338,7 @@ def write_a2d(
     min_actors: int = 2,
     max_actors: int = 4,
     sentence_only: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Write a small A2D-Sentences dataset under ``root`` in the real layout; returns ``root``.
 
@@ -348,7 +356,8 @@ def write_a2d(
     position word must be true at each annotated frame, not only on average over the clip,
     "in the middle" (of three actors) and more paraphrases ("on the top", "in the centre") are
     added, and the word vectors cover them. The default (False) keeps the data of earlier
-    releases byte for byte.
+    releases byte for byte. ``progress`` shows a progress bar over the videos (the data does
+    not depend on it).
     """
     if num_videos < 1:
         raise ValueError(f"num_videos must be >= 1, got {num_videos}")
@@ -376,7 +385,7 @@ def write_a2d(
         exit_video=order[0] if quirks and max_actors > 1 and not sentence_only else None,
         sentence_only=sentence_only,
     )  # fmt: skip
-    placed = render_all(videos, order, root, height, quirks, rng)
+    placed = render_all(videos, order, root, height, quirks, rng, progress)
     rows = annotation_rows(videos, order, quirks, placed)
     missed = [videos[order[2 % num_videos]].video_id] if quirks else []
     if missed:
