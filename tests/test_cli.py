@@ -127,3 +127,16 @@ def test_torch_threads_is_applied(toy) -> None:
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_time_budget_shortens_fit(toy) -> None:
+    from acga_lightning.time_budget import TimeBudget
+
+    budget = ["--time_budget_minutes", "1e-4", "--time_budget_reserve_minutes", "0"]
+    limits = ["--trainer.max_epochs", "3", "--trainer.limit_train_batches", "2"]
+    args = _demo_args(toy, *limits, *budget, "--test_after_fit", "false")
+    with pytest.warns(UserWarning, match="TimeBudget: 3 epochs do not fit"):
+        cli = main(["fit", *args])
+    callbacks = [c for c in cli.trainer.callbacks if isinstance(c, TimeBudget)]
+    assert len(callbacks) == 1 and callbacks[0].shortened == (3, 1)
+    assert cli.trainer.current_epoch == 1  # stopped after the first epoch
