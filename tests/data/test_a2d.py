@@ -300,3 +300,26 @@ def test_uint8_frames_are_the_float_frames_before_normalisation(root: Path) -> N
         assert torch.equal(a["mask"], b["mask"]) and a["sample_id"] == b["sample_id"]
     with pytest.raises(ValueError, match="frames_dtype"):
         dataset(root, "train", frames_dtype="float16")
+
+
+def test_the_queries_of_a_frame_share_one_decode(root: Path, monkeypatch) -> None:
+    calls = []
+
+    def counting(path, indices):
+        calls.append((path, tuple(indices)))
+        return read_window(path, indices)
+
+    monkeypatch.setattr(a2d_module, "read_window", counting)
+    ds = dataset(root, "train", word_vectors=root / "word2vec.bin")
+    samples = [ds[i] for i in range(len(ds))]  # in index order, as evaluation reads
+    windows = {ds.window_key(i) for i in range(len(ds))}
+    assert len(calls) == len(windows) < len(ds)  # each frame decoded once, not once per query
+    for i in (0, len(ds) // 2, len(ds) - 1):  # the same samples as a reader that shares nothing
+        alone = dataset(root, "train", word_vectors=root / "word2vec.bin")[i]
+        for key in ("frames", "mask", "orig_mask", "words"):
+            assert torch.equal(samples[i][key], alone[key])
+    assert not ds._last_window[1].flags.writeable  # shared, so no sample may write into it
+    for transform in (ClipAugment(seed=0), ClipAugment(p_flip=0.0, p_affine=0.0, p_color=0.0)):
+        augmenting = dataset(root, "train", transform=transform)  # must not write into it
+        for i in range(len(augmenting)):
+            assert augmenting[i]["frames"].shape == (3, 4, 32, 32)

@@ -298,6 +298,7 @@ class A2DSentences(Dataset):
         self.max_words, self.transform, self.resize, self.strict = (
             max_words, transform, resize, strict)  # fmt: skip
         self.records, self.skipped, self.faults = self._load_index(index_cache)
+        self._last_window: tuple[tuple[Path, tuple[int, ...]], np.ndarray] | None = None
         log.info(
             "A2DSentences[%s]: %d samples; skipped %s; faults worked around %s",
             split, len(self.records), self.skipped, self.faults,
@@ -342,7 +343,7 @@ class A2DSentences(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         r = self.records[index]
         video = self.root / CLIPS / f"{r['video_id']}.mp4"
-        frames = read_window(video, clip_indices(r["frame_idx"], self.num_frames))  # (T, h, w, 3)
+        frames = self._window(video, clip_indices(r["frame_idx"], self.num_frames))  # (T,h,w,3)
         orig_mask = self._read_mask(r)  # (h, w)
         if orig_mask.shape != frames.shape[1:3]:
             raise A2DSampleError(
@@ -350,6 +351,26 @@ class A2DSentences(Dataset):
                 f"{frames.shape[1:3]} (the dataset changed after indexing?)"
             )
         return self._build(r, frames, orig_mask, self.transform)
+
+    def _window(self, video: Path, indices: list[int]) -> np.ndarray:
+        """The decoded window, or the previous read's when it is the same one.
+
+        The index lists a frame's queries one after another, so reading in order (evaluation,
+        :class:`~acga_lightning.data.memory_cache.MemoryCachedDataset`'s window groups)
+        decodes each window once instead of once per query. The array is read-only because
+        samples share it; the resize copies it.
+        """
+        key = (video, tuple(indices))
+        if self._last_window is None or self._last_window[0] != key:
+            frames = read_window(video, indices)
+            frames.setflags(write=False)
+            self._last_window = (key, frames)
+        return self._last_window[1]
+
+    def window_key(self, index: int) -> tuple[str, int]:
+        """Samples with equal keys read the same decoded window (one annotated frame)."""
+        r = self.records[index]
+        return r["video_id"], r["frame_idx"]
 
     def sample_without_frames(self, index: int) -> dict[str, Any]:
         """Sample ``index`` with everything but ``frames``, without decoding (the feature cache)."""

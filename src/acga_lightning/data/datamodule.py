@@ -46,6 +46,7 @@ from acga_lightning.data.cache_build import (
     missing_entries,
 )
 from acga_lightning.data.collate import collate_samples
+from acga_lightning.data.memory_cache import MemoryCachedDataset, window_groups
 from acga_lightning.data.sample import check_frames_dtype
 from acga_lightning.data.samplers import ResumableDataLoader, UnpaddedDistributedSampler
 
@@ -83,28 +84,6 @@ def split_videos(video_ids: list[str], fraction: float, seed: int) -> set[str]:
         count = 1
     ranked = sorted(unique, key=lambda v: hashlib.sha1(f"{seed}/{v}".encode()).hexdigest())
     return set(ranked[:count])
-
-
-class MemoryCachedDataset(Dataset):
-    """Keeps every sample after its first read, so later epochs skip decoding (``memory_cache``).
-
-    The cache lives in the process that reads: with loader workers it lasts only as long as the
-    workers do (the datamodule makes them persistent). Samples must not change between reads,
-    so it refuses to sit on top of augmentation.
-    """
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-        self._samples: dict[int, dict[str, Any]] = {}
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self._samples.get(index)
-        if sample is None:
-            sample = self._samples[index] = self.dataset[index]
-        return sample
 
 
 class ReferringVideoDataModule(pl.LightningDataModule):
@@ -305,7 +284,7 @@ class ReferringVideoDataModule(pl.LightningDataModule):
         if indices is not None:
             data = Subset(data, indices)
         if self.hparams.memory_cache and split in ("train", "val"):
-            data = MemoryCachedDataset(data)
+            data = MemoryCachedDataset(data, window_groups(data))
         return data
 
     def _reader(self, split: str, for_cache: bool = False) -> tuple[Any, list[int] | None, tuple]:
