@@ -141,3 +141,20 @@ def test_uint8_frames_give_the_same_logits_and_loss_as_float_frames():
     assert torch.equal(loss_uint8, loss_float)
     predicted = model.predict_step({**batch, "frames": pixels}, 0)
     assert [m.shape for m in predicted["masks"]] == [(64, 64), (64, 64)]
+
+
+@pytest.mark.parametrize("on_cpu", [False, True])
+def test_channels_last_on_cpu_is_opt_in_and_equivalent(on_cpu):
+    """channels_last_on_cpu: the weights go channels-last when a run starts on the CPU (the
+    CUDA-only ``channels_last``/``compile`` do not), and the logits stay the same."""
+    spec = {"name": "small3d", "widths": [4, 8, 8], "stride": 8, "temporal": "early"}
+    model = ACGASegmenter(video_encoder=spec, channels_last_on_cpu=on_cpu, **SMALL).eval()
+    batch = make_batch()
+    with torch.no_grad():
+        reference = model.compute_loss(batch)[1]["logits"][-1]
+        model.on_fit_start()
+        out = model.compute_loss(batch)[1]["logits"][-1]
+    weight = model.video_encoder.blocks[0][0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) is on_cpu
+    assert model.channels_last_inputs is on_cpu and not model.compiled
+    torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-5)
