@@ -26,7 +26,9 @@ class FakeClock:
 class Tiny(pl.LightningModule):
     """A linear regression with Adam and a MultiStepLR; records the lr of every epoch."""
 
-    def __init__(self, milestones: list[int], clock: FakeClock, seconds_per_batch: float) -> None:
+    def __init__(
+        self, milestones: list[int], clock: FakeClock, seconds_per_batch: float | list[float]
+    ) -> None:
         super().__init__()
         self.layer = nn.Linear(4, 1)
         self.milestones = milestones
@@ -37,7 +39,10 @@ class Tiny(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         if batch_idx == 0:
             self.epoch_lrs.append(self.trainer.optimizers[0].param_groups[0]["lr"])
-        self.clock.now += self.seconds_per_batch
+        per_epoch = self.seconds_per_batch
+        if isinstance(per_epoch, list):  # one value per epoch, the last one repeated
+            per_epoch = per_epoch[min(self.current_epoch, len(per_epoch) - 1)]
+        self.clock.now += per_epoch
         x, y = batch
         return nn.functional.mse_loss(self.layer(x), y)
 
@@ -47,12 +52,18 @@ class Tiny(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
 
 
-def fit(budget: TimeBudget | None, clock: FakeClock, seconds_per_batch: float = 10.0) -> Tiny:
+def fit(
+    budget: TimeBudget | None,
+    clock: FakeClock,
+    seconds_per_batch: float | list[float] = 10.0,
+    epochs: int = 8,
+    milestone: int = 6,
+) -> Tiny:
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(16, 4), torch.randn(16, 1))
-    model = Tiny([6], clock, seconds_per_batch)
+    model = Tiny([milestone], clock, seconds_per_batch)
     trainer = pl.Trainer(
-        max_epochs=8,
+        max_epochs=epochs,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -118,3 +129,17 @@ def test_argument_errors() -> None:
         TimeBudget(minutes=0)
     with pytest.raises(ValueError, match="reserve_minutes"):
         TimeBudget(minutes=1, reserve_minutes=1)
+
+
+@LEAFSPEC
+def test_a_slow_first_epoch_alone_does_not_cut(tmp_path, monkeypatch) -> None:
+    """Epoch 1 takes 60 s (decoding, warm-up), later ones 40 s; 4 epochs (180 s) fit in 190 s.
+    After epoch 1 a 60 s estimate says 3 epochs, but the short plan runs epoch 2 as the full
+    one would, so the decision waits, and with epoch 2's 40 s all 4 fit."""
+    monkeypatch.chdir(tmp_path)
+    clock = FakeClock()
+    budget = TimeBudget(minutes=190 / 60, reserve_minutes=0, clock=clock)
+    model = fit(budget, clock, seconds_per_batch=[15.0, 10.0], epochs=4, milestone=3)
+    assert budget.shortened is None and model.trainer.current_epoch == 4
+    assert model.epoch_lrs == pytest.approx([1.0, 1.0, 1.0, 0.1])
+    assert clock.now - budget.started == 180

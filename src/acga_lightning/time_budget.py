@@ -25,9 +25,9 @@ from torch.optim.lr_scheduler import MultiStepLR
 def rescale_milestones(milestones: Counter, old_epochs: int, new_epochs: int, done: int) -> Counter:
     """``MultiStepLR`` milestones for a schedule cut from ``old_epochs`` to ``new_epochs``.
 
-    ``done`` epochs have run (the next scheduler step makes ``last_epoch == done``). Milestones
-    already applied (``< done``) stay; later ones move to ``round(m * new / old)``, no earlier
-    than ``done`` and no later than ``new_epochs - 1``, so the last epoch runs after the drop.
+    ``done`` epochs have run; epoch ``done`` (0-based) is next. Milestones already passed
+    (``< done``) stay; later ones move to ``round(m * new / old)``, no earlier than ``done``
+    and no later than ``new_epochs - 1``, so the last epoch runs after the drop.
     """
     out: Counter = Counter()
     for milestone, count in milestones.items():
@@ -48,9 +48,11 @@ class TimeBudget(pl.Callback):
             ``acga fit`` passes its start-up time, so data generation counts too).
         clock: seconds, monotonic (tests pass a fake one).
 
-    The projection uses the latest epoch's duration (training plus validation). It only ever
-    shortens, never lengthens, and every rank follows rank 0's decision. What it cut is kept
-    in ``self.shortened`` (``(planned_epochs, epochs)``) and reported as a warning.
+    The projection uses the latest epoch's duration (training plus validation). A cut is
+    applied only when the next epoch would differ under it (an lr milestone moves onto it, or
+    no further epoch fits); otherwise the decision waits an epoch, for a better estimate. It
+    only ever shortens, never lengthens, and every rank follows rank 0's decision. What it cut
+    is kept in ``self.shortened`` (``(planned_epochs, epochs)``) and reported as a warning.
     """
 
     def __init__(
@@ -88,10 +90,26 @@ class TimeBudget(pl.Callback):
             return  # no epoch timed yet, or no planned end to move
         done = trainer.current_epoch + 1
         fit = self.epochs_that_fit(self.clock() - self.epoch_started)
-        epochs = done + fit if done + fit < planned else planned
+        epochs = min(planned, done + fit)
+        if done < epochs < planned and not self.next_epoch_differs(trainer, planned, epochs, done):
+            # The next epoch runs the same in the short plan as in the full one: decide after
+            # it, with its duration (the first epoch, which decodes and warms up, overstates
+            # the later ones).
+            epochs = planned
         epochs = int(trainer.strategy.broadcast(epochs, src=0))
         if epochs < planned:
             self.shorten(trainer, planned, epochs, done)
+
+    @staticmethod
+    def next_epoch_differs(trainer: pl.Trainer, planned: int, epochs: int, done: int) -> bool:
+        """Whether epoch ``done`` (0-based) would start with another lr in the shortened plan."""
+        for config in trainer.lr_scheduler_configs:
+            scheduler: Any = config.scheduler
+            if config.interval == "epoch" and isinstance(scheduler, MultiStepLR):
+                moved = rescale_milestones(scheduler.milestones, planned, epochs, done)
+                if (done in scheduler.milestones) != (done in moved):
+                    return True
+        return False
 
     def shorten(self, trainer: pl.Trainer, planned: int, epochs: int, done: int) -> None:
         """Lower ``max_epochs`` from ``planned`` to ``epochs`` and move the lr milestones."""
@@ -102,11 +120,17 @@ class TimeBudget(pl.Callback):
         for config in trainer.lr_scheduler_configs:
             scheduler: Any = config.scheduler
             if config.interval == "epoch" and isinstance(scheduler, MultiStepLR):
-                before = sorted(scheduler.milestones.elements())
-                scheduler.milestones = rescale_milestones(
-                    scheduler.milestones, planned, epochs, done
-                )
-                moved.append(f"{before} -> {sorted(scheduler.milestones.elements())}")
+                before = scheduler.milestones
+                after = rescale_milestones(before, planned, epochs, done)
+                # Lightning steps epoch schedulers at an epoch's last batch, before this hook:
+                # epoch `done` already has its lr, so a drop moved onto it is applied here.
+                late = after[done] - before[done]
+                if late > 0:
+                    for group in scheduler.optimizer.param_groups:
+                        group["lr"] *= scheduler.gamma**late
+                    scheduler._last_lr = [g["lr"] for g in scheduler.optimizer.param_groups]
+                scheduler.milestones = after
+                moved.append(f"{sorted(before.elements())} -> {sorted(after.elements())}")
             else:
                 kept.append(type(scheduler).__name__)
         first = self.shortened[0] if self.shortened else planned
