@@ -108,3 +108,4 @@ def test_demo_config_is_self_contained() -> None:
     callbacks = [c["class_path"].rsplit(".", 1)[-1] for c in config["trainer"]["callbacks"]]
     assert "RichProgressBar" in callbacks
     assert not os.path.isabs(config["data"]["root"])
+    assert config["time_budget_minutes"] == 10  # the quickstart's promise, on any machine
