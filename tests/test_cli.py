@@ -86,12 +86,18 @@ def _demo_args(toy: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def test_fit_with_test_after_fit_prints_the_metric_table(toy, capsys) -> None:
+def test_fit_with_test_after_fit_prints_the_metric_table(toy, capsys, caplog) -> None:
+    from acga_lightning.checkpointing import AtomicCheckpoints
+
     cli = main(["fit", *_demo_args(toy, "--trainer.fast_dev_run", "true")])
     out = capsys.readouterr().out
     assert cli.trainer.state.finished
     for key in ("test/mean_iou", "test/overall_iou", "test/P@0.5", "test/num_samples"):
         assert key in out
+    assert "test metrics of the last weights:" in out  # fast_dev_run saves no checkpoint
+    # The final test reuses fit's AtomicCheckpoints instead of replacing it (and saying so).
+    assert sum(isinstance(c, AtomicCheckpoints) for c in cli.trainer.callbacks) == 1
+    assert "will override existing callbacks" not in caplog.text
 
 
 def test_precomputed_encoder_without_cache_is_rejected(toy) -> None:

@@ -264,6 +264,11 @@ class ACGASegmenter(pl.LightningModule):
         """Atomic checkpoint writes in every run of this model (never a torn ``last.ckpt``)."""
         from acga_lightning.checkpointing import AtomicCheckpoints
 
+        # A second run on the same trainer (`acga fit`'s final test) already has it; returning
+        # another would only make Lightning print that it replaces the first.
+        trainer = self._trainer
+        if trainer is not None and any(isinstance(c, AtomicCheckpoints) for c in trainer.callbacks):
+            return []
         return [AtomicCheckpoints()]
 
     # ------------------------------------------------------------------------- optimiser
