@@ -8,7 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from acga_lightning.time_budget import TimeBudget, rescale_milestones
 
@@ -143,3 +143,66 @@ def test_a_slow_first_epoch_alone_does_not_cut(tmp_path, monkeypatch) -> None:
     assert budget.shortened is None and model.trainer.current_epoch == 4
     assert model.epoch_lrs == pytest.approx([1.0, 1.0, 1.0, 0.1])
     assert clock.now - budget.started == 180
+
+
+class FirstReadsSlow(Dataset):
+    """16 samples; reading one the first time costs ``seconds`` on the clock (decoding).
+
+    With ``caches`` it keeps what it read and says ``fully_cached`` once all are in, as
+    MemoryCachedDataset does; without, every read is a first read.
+    """
+
+    def __init__(self, clock: FakeClock, seconds: float, caches: bool) -> None:
+        self.data = TensorDataset(torch.randn(16, 4), torch.randn(16, 1))
+        self.clock, self.seconds, self.caches = clock, seconds, caches
+        self.seen: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int):
+        if not (self.caches and index in self.seen):
+            self.clock.now += self.seconds
+        self.seen.add(index)
+        return self.data[index]
+
+    @property
+    def fully_cached(self) -> bool:
+        return self.caches and len(self.seen) == len(self)
+
+
+class TinyValidated(Tiny):
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.mse_loss(self.layer(x), y)
+
+
+@LEAFSPEC
+@pytest.mark.parametrize("caches", [True, False])
+def test_waiting_for_data_that_is_now_in_memory_is_not_projected(
+    tmp_path, monkeypatch, caches: bool
+) -> None:
+    """Epoch 1: 40 s of steps and 40 s decoding 16 samples; 4 epochs take 200 s if later epochs
+    read from memory. After epoch 1, 130 s of 210 are left: 3 epochs of 40 s fit, 1 of 80 s.
+    With the data cached the full schedule runs; uncached, every epoch decodes and it is cut."""
+    monkeypatch.chdir(tmp_path)
+    clock = FakeClock()
+    budget = TimeBudget(minutes=210 / 60, reserve_minutes=0, clock=clock)
+    torch.manual_seed(0)
+    model = TinyValidated([3], clock, 10.0)
+    trainer = pl.Trainer(
+        max_epochs=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[budget], num_sanity_val_steps=0,
+    )  # fmt: skip
+    train = DataLoader(FirstReadsSlow(clock, 2.5, caches), batch_size=4, shuffle=True)
+    val = DataLoader(FirstReadsSlow(clock, 0.0, caches=True), batch_size=4)
+    if caches:
+        trainer.fit(model, train, val)
+        assert budget.shortened is None and budget.estimate == pytest.approx(40.0)
+        assert model.epoch_lrs == pytest.approx([1.0, 1.0, 1.0, 0.1])
+        assert clock.now - budget.started == pytest.approx(200.0)
+    else:
+        with pytest.warns(UserWarning, match=r"80 s expected from the next.*\[3\] -> \[1\]"):
+            trainer.fit(model, train, val)
+        assert budget.shortened == (4, 2)
+        assert model.epoch_lrs == pytest.approx([1.0, 0.1])

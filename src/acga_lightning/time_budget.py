@@ -8,6 +8,11 @@ from that epoch's duration; when the planned epochs do not fit it lowers ``max_e
 fits and moves the epoch milestones of ``MultiStepLR`` schedulers in proportion, so the short
 run still ends at the low learning rate. On a machine fast enough for the whole schedule it
 changes nothing, and the run is the same as without it.
+
+When every training and validation dataset says it is now ``fully_cached`` (the datamodule's
+``memory_cache`` after its first epoch), the time the epoch spent waiting for batches is left
+out of the projection: later epochs decode nothing. In one demo run that wait was 28 s of a
+97 s first epoch, against 3 s of a 75 s second one.
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ class TimeBudget(pl.Callback):
             ``acga fit`` passes its start-up time, so data generation counts too).
         clock: seconds, monotonic (tests pass a fake one).
 
-    The projection uses the latest epoch's duration (training plus validation). A cut is
+    The projection uses the latest epoch's duration (training plus validation), less the time
+    spent waiting for batches when every dataset is now ``fully_cached``. A cut is
     applied only when the next epoch would differ under it (an lr milestone moves onto it, or
     no further epoch fits); otherwise the decision waits an epoch, for a better estimate. It
     only ever shortens, never lengthens, and every rank follows rank 0's decision. What it cut
@@ -74,10 +80,46 @@ class TimeBudget(pl.Callback):
         self.clock = clock
         self.started = clock() if started is None else float(started)
         self.epoch_started: float | None = None
+        self.waited = 0.0  # this epoch's seconds between a batch's end and the next one's start
+        self._mark = 0.0
+        self.estimate: float | None = None  # the latest projection of one epoch, in seconds
         self.shortened: tuple[int, int] | None = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.epoch_started = self.clock()
+        self.epoch_started = self._mark = self.clock()
+        self.waited = 0.0
+
+    def _batch_starts(self) -> None:
+        now = self.clock()
+        self.waited += now - self._mark  # fetching (and, first time round, decoding) the batch
+        self._mark = now
+
+    def _batch_ends(self) -> None:
+        self._mark = self.clock()
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._batch_starts()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._batch_ends()
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._batch_ends()
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if not trainer.sanity_checking:
+            self._batch_starts()
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._batch_ends()
+
+    @staticmethod
+    def data_in_memory(trainer: pl.Trainer) -> bool:
+        """Whether every training and validation dataset is now ``fully_cached``."""
+        loaders = [*_flatten(trainer.train_dataloader), *_flatten(trainer.val_dataloaders)]
+        return bool(loaders) and all(
+            getattr(getattr(loader, "dataset", None), "fully_cached", False) for loader in loaders
+        )
 
     def epochs_that_fit(self, epoch_seconds: float) -> int:
         """Whole epochs of ``epoch_seconds`` left before the reserve."""
@@ -89,7 +131,11 @@ class TimeBudget(pl.Callback):
         if self.epoch_started is None or planned is None or planned < 0:
             return  # no epoch timed yet, or no planned end to move
         done = trainer.current_epoch + 1
-        fit = self.epochs_that_fit(self.clock() - self.epoch_started)
+        seconds = self.clock() - self.epoch_started
+        if self.data_in_memory(trainer):
+            seconds -= self.waited
+        self.estimate = seconds
+        fit = self.epochs_that_fit(seconds)
         epochs = min(planned, done + fit)
         if done < epochs < planned and not self.next_epoch_differs(trainer, planned, epochs, done):
             # The next epoch runs the same in the short plan as in the full one: decide after
@@ -137,7 +183,8 @@ class TimeBudget(pl.Callback):
         self.shortened = (first, epochs)
         message = (
             f"TimeBudget: {planned} epochs do not fit in {self.budget / 60:g} minutes on this "
-            f"machine (the last epoch took {self.clock() - (self.epoch_started or 0):.0f} s); "
+            f"machine (the last epoch took {self.clock() - (self.epoch_started or 0):.0f} s, "
+            f"{self.estimate or 0:.0f} s expected from the next); "
             f"training stops after epoch {epochs} instead"
         )
         if moved:
@@ -147,3 +194,14 @@ class TimeBudget(pl.Callback):
         message += ". Results will be below those of the full schedule."
         if trainer.is_global_zero:
             warnings.warn(message, UserWarning, stacklevel=2)
+
+
+def _flatten(loaders: Any) -> list[Any]:
+    """The loaders in Lightning's ``train_dataloader`` / ``val_dataloaders`` (one or several)."""
+    if loaders is None:
+        return []
+    if isinstance(loaders, dict):
+        return [x for v in loaders.values() for x in _flatten(v)]
+    if isinstance(loaders, list | tuple):
+        return [x for v in loaders for x in _flatten(v)]
+    return [loaders]

@@ -53,6 +53,15 @@ class MemoryCachedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
+    @property
+    def fully_cached(self) -> bool:
+        """Whether every sample is in memory here, so reading any sample decodes nothing.
+
+        With loader workers the samples are cached in the workers, and this copy stays False.
+        :class:`~acga_lightning.time_budget.TimeBudget` reads it.
+        """
+        return len(self._samples) == len(self)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self._samples.get(index)
         if sample is None:
