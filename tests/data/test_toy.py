@@ -234,11 +234,8 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     two = write_a2d(tmp_path / "2", progress=True, **kwargs)  # a progress bar changes nothing
     files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
-    for rel in files:
-        if rel.suffix == ".mp4":
-            assert np.array_equal(decode(one / rel), decode(two / rel))
-        else:
-            assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
+    for rel in files:  # videos included: write_mp4 encodes the same bytes on every run
+        assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
     other = write_a2d(tmp_path / "3", seed=1, **kwargs)
     videoset = "Release/videoset.csv"
     assert (other / videoset).read_bytes() != (one / videoset).read_bytes()
