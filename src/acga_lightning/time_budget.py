@@ -131,11 +131,9 @@ class TimeBudget(pl.Callback):
         if self.epoch_started is None or planned is None or planned < 0:
             return  # no epoch timed yet, or no planned end to move
         done = trainer.current_epoch + 1
-        seconds = self.clock() - self.epoch_started
-        if self.data_in_memory(trainer):
-            seconds -= self.waited
-        self.estimate = seconds
-        fit = self.epochs_that_fit(seconds)
+        took = self.clock() - self.epoch_started
+        self.estimate = took - self.waited if self.data_in_memory(trainer) else took
+        fit = self.epochs_that_fit(self.estimate)
         epochs = min(planned, done + fit)
         if done < epochs < planned and not self.next_epoch_differs(trainer, planned, epochs, done):
             # The next epoch runs the same in the short plan as in the full one: decide after
@@ -144,7 +142,7 @@ class TimeBudget(pl.Callback):
             epochs = planned
         epochs = int(trainer.strategy.broadcast(epochs, src=0))
         if epochs < planned:
-            self.shorten(trainer, planned, epochs, done)
+            self.shorten(trainer, planned, epochs, done, took)
 
     @staticmethod
     def next_epoch_differs(trainer: pl.Trainer, planned: int, epochs: int, done: int) -> bool:
@@ -157,8 +155,11 @@ class TimeBudget(pl.Callback):
                     return True
         return False
 
-    def shorten(self, trainer: pl.Trainer, planned: int, epochs: int, done: int) -> None:
-        """Lower ``max_epochs`` from ``planned`` to ``epochs`` and move the lr milestones."""
+    def shorten(
+        self, trainer: pl.Trainer, planned: int, epochs: int, done: int, took: float
+    ) -> None:
+        """Lower ``max_epochs`` from ``planned`` to ``epochs`` and move the lr milestones
+        (``took``: the last epoch's seconds, for the warning)."""
         trainer.fit_loop.max_epochs = epochs
         if epochs <= done:
             trainer.should_stop = True
@@ -183,8 +184,8 @@ class TimeBudget(pl.Callback):
         self.shortened = (first, epochs)
         message = (
             f"TimeBudget: {planned} epochs do not fit in {self.budget / 60:g} minutes on this "
-            f"machine (the last epoch took {self.clock() - (self.epoch_started or 0):.0f} s, "
-            f"{self.estimate or 0:.0f} s expected from the next); "
+            f"machine (the last epoch took {took:.0f} s, {self.estimate:.0f} s expected from "
+            f"the next); "
             f"training stops after epoch {epochs} instead"
         )
         if moved:
