@@ -20,10 +20,21 @@ The contracts every member of a registry honours (``B`` batch, ``T`` frames, ``S
   list of logits ``(B, 1, h, w)`` from coarse to fine; the last one is at the model's frame size
   and is the prediction.
 - ``LOSSES``: ``forward(logits: list, target (B, S, S)) -> scalar``.
+
+Parts from outside this package, two ways (:func:`load_plugins`, :func:`import_class_path`):
+
+- an installed package declares an entry point in the group ``acga_lightning.plugins``
+  (``[project.entry-points."acga_lightning.plugins"] my_parts = "my_pkg.parts"``); that module
+  is imported before the first registry lookup, so its ``@ATTENTION.register(...)`` names work
+  everywhere (the CLI, ``ACGASegmenter(...)``, ``load_from_checkpoint``, ``acga plugins``);
+- a spec names a class by its import path, ``{name: "my_pkg.parts:MeanText", ...}``: it is
+  imported when the spec is built, and the path is what the hyper-parameters keep.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -32,12 +43,39 @@ T = TypeVar("T")
 
 Spec = str | Mapping[str, Any]
 
+ENTRY_POINT_GROUP = "acga_lightning.plugins"
+BUILT_IN = "acga-lightning"
+
+
+class PluginError(ValueError):
+    """A part that cannot be found, imported or built from its spec.
+
+    ``kind`` is the registry's key (``"attention"``, ...) where one is involved, so a caller
+    can name the setting (``model.attention``).
+    """
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class UnknownPartError(PluginError, KeyError):
+    """A name that is neither registered nor an importable ``module:Class`` path."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class PartArgumentError(PluginError, TypeError):
+    """A spec that passes arguments its class does not accept."""
+
 
 class Registry:
     """A mapping from names to classes of one kind of part, built from specs."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, key: str | None = None) -> None:
         self.kind = kind
+        self.key = key or kind.replace(" ", "_")
         self._classes: dict[str, type] = {}
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
@@ -55,12 +93,21 @@ class Registry:
         return decorator
 
     def get(self, name: str) -> type:
-        """The class registered under ``name``; unknown names list the known ones."""
-        try:
+        """The class registered under ``name``, or imported from a ``module:Class`` path.
+
+        Entry-point plug-ins are loaded first. Unknown names list the known ones.
+        """
+        load_plugins()
+        if name in self._classes:
             return self._classes[name]
-        except KeyError:
-            known = ", ".join(sorted(self._classes)) or "(none)"
-            raise KeyError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
+        if is_class_path(name):
+            return import_class_path(name, self.kind, self.key)
+        known = ", ".join(sorted(self._classes)) or "(none)"
+        raise UnknownPartError(
+            f"unknown {self.kind} {name!r}; known {self.kind}s: {known} (or a plug-in class "
+            "as 'package.module:Class')",
+            self.key,
+        )
 
     def build(self, spec: Spec, **injected: Any) -> Any:
         """Instantiate a spec.
@@ -76,8 +123,9 @@ class Registry:
         unknown = [k for k in kwargs if k not in params and not accepts_any]
         if unknown:
             allowed = ", ".join(p for p in params if p != "self")
-            raise TypeError(
-                f"{self.kind} {name!r} got unknown argument(s) {unknown}; it accepts: {allowed}"
+            raise PartArgumentError(
+                f"{self.kind} {name!r} got unknown argument(s) {unknown}; it accepts: {allowed}",
+                self.key,
             )
         for key, value in injected.items():
             if key not in kwargs and (key in params or accepts_any):
@@ -85,6 +133,7 @@ class Registry:
         return cls(**kwargs)
 
     def names(self) -> list[str]:
+        load_plugins()
         return sorted(self._classes)
 
     def signature(self, name: str) -> dict[str, Any]:
@@ -97,12 +146,14 @@ class Registry:
         }
 
     def __contains__(self, name: object) -> bool:
+        load_plugins()
         return name in self._classes
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        load_plugins()
         return len(self._classes)
 
     def __repr__(self) -> str:
@@ -125,6 +176,82 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     """Normalise a spec to a plain dict (what is stored in hyper-parameters)."""
     name, kwargs = parse_spec(spec)
     return {"name": name, **kwargs}
+
+
+def is_class_path(name: str) -> bool:
+    """Whether a spec name is an import path (``pkg.module:Class`` or ``pkg.module.Class``)."""
+    return ":" in name or "." in name
+
+
+def import_class_path(path: str, kind: str = "part", key: str | None = None) -> type:
+    """The class at ``path`` (``pkg.module:Class``, or ``pkg.module.Class``), imported."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep:
+        module_name, _, attribute = path.rpartition(".")
+    if not module_name or not attribute:
+        raise UnknownPartError(f"{kind} {path!r}: a class path is 'package.module:Class'", key)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # the plug-in's own import failed: name it, not its internals
+        raise PluginError(
+            f"{kind} {path!r}: cannot import module {module_name!r} "
+            f"({type(error).__name__}: {error})",
+            key,
+        ) from error
+    cls = module
+    for part in attribute.split("."):
+        cls = getattr(cls, part, None)
+        if cls is None:
+            raise UnknownPartError(f"{kind} {path!r}: module {module_name!r} has no {part!r}", key)
+    if not isinstance(cls, type):
+        raise PluginError(f"{kind} {path!r} is a {type(cls).__name__}, not a class", key)
+    return cls
+
+
+_plugin_modules: dict[str, str] | None = None  # entry-point module -> its distribution
+
+
+def load_plugins() -> dict[str, str]:
+    """Import every module declared in the ``acga_lightning.plugins`` entry-point group, once.
+
+    Returns ``{module: distribution}``. A module that fails to import raises a
+    :class:`PluginError` naming the entry point, its package and the error.
+    """
+    global _plugin_modules
+    if _plugin_modules is not None:
+        return _plugin_modules
+    _plugin_modules = {}  # set first: a plug-in that looks up a registry must not recurse
+    loaded: dict[str, str] = {}
+    try:
+        for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            distribution = entry.dist.name if entry.dist is not None else "unknown package"
+            try:
+                entry.load()
+            except Exception as error:
+                raise PluginError(
+                    f"plug-in {entry.name!r} of package {distribution!r} "
+                    f"({ENTRY_POINT_GROUP} entry point {entry.value!r}) failed to import: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            loaded[entry.module] = distribution
+    except BaseException:
+        _plugin_modules = None  # try again (and fail again, loudly) at the next lookup
+        raise
+    _plugin_modules.update(loaded)
+    return _plugin_modules
+
+
+def origin(cls: type) -> str:
+    """The distribution a part comes from: ``acga-lightning`` for built-ins, else the plug-in's."""
+    module = cls.__module__
+    if module == "acga_lightning" or module.startswith("acga_lightning."):
+        return BUILT_IN
+    modules = load_plugins()
+    if module in modules:
+        return modules[module]
+    top = module.split(".")[0]
+    distributions = importlib.metadata.packages_distributions().get(top)
+    return distributions[0] if distributions else f"module {module}"
 
 
 VIDEO_ENCODERS = Registry("video encoder")
