@@ -40,7 +40,8 @@ from acga_lightning.metrics import ReferringSegmentationMetrics  # noqa: E402
 
 COLUMNS = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP", "overall IoU", "mean IoU",
            "mean IoU, query of another clip")  # fmt: skip
-KEYS = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP@0.5:0.95", "overall_iou", "mean_iou",
+KEYS = ("precision_50", "precision_60", "precision_70", "precision_80", "precision_90", "map",
+        "overall_iou", "mean_iou",
         "foreign_mean_iou")  # fmt: skip
 #: Paper Table 3 (A2D test, mAP 0.5:0.95) and Table 1 (Gavrilyuk RGB), for the ordering.
 PAPER_MAP = {"Baseline": 20.6, "+MRF": 23.1, "+MRF+WBCE": 25.5, "ACGA (+ATT)": 27.4,
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             blind = evaluate(model, test_data, queries_from=foreign)
             result["foreign_mean_iou"] = blind["mean_iou"]
             rows.setdefault(name, []).append(result)
-            print(f"{name} seed {seed}: mAP {100 * result['mAP@0.5:0.95']:.1f} mean IoU "
+            print(f"{name} seed {seed}: mAP {100 * result['map']:.1f} mean IoU "
                   f"{100 * result['mean_iou']:.1f} ({time.perf_counter() - t0:.0f} s)",
                   flush=True)  # fmt: skip
     for name, result in floors(args.root, test_data).items():

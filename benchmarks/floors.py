@@ -63,7 +63,8 @@ def main() -> None:
         write_a2d(root, **toy)
     vectors = Path(args.word_vectors) if args.word_vectors else root / "word2vec.bin"
     results = score_floors(root, vectors)
-    keys = ["mean_iou", "overall_iou", "P@0.5", "P@0.7", "P@0.9", "mAP@0.5:0.95", "num_samples"]
+    keys = ["mean_iou", "overall_iou", "precision_50", "precision_70", "precision_90", "map",
+            "num_samples"]  # fmt: skip
     print(f"floors on the test split of {root}")
     print(f"{'floor':<15}" + "".join(f"{k:>14}" for k in keys))
     for name, metrics in results.items():

@@ -69,7 +69,7 @@ def official_loop(preds: list[np.ndarray], targets: list[np.ndarray]) -> dict[st
         for i in range(n):
             if ious[i] >= thr:
                 hit[i] = 1
-        out[f"P@{thr}"] = hit.sum() / n
+        out[f"precision_{round(thr * 100)}"] = hit.sum() / n
     per_threshold = []
     for thr in range(50, 96, 5):
         hit = np.zeros((n, 1))
@@ -77,7 +77,7 @@ def official_loop(preds: list[np.ndarray], targets: list[np.ndarray]) -> dict[st
             if ious[i] >= thr / 100.0:
                 hit[i] = 1
         per_threshold.append(hit.sum() / n)
-    out["mAP@0.5:0.95"] = float(np.mean(np.array(per_threshold)))
+    out["map"] = float(np.mean(np.array(per_threshold)))
     out["overall_iou"] = np.array(inters).sum() / np.array(unions).sum()
     out["mean_iou"] = float(np.mean(np.array(ious)))
     return out
@@ -91,8 +91,8 @@ def lean_loop(preds: list[np.ndarray], targets: list[np.ndarray]) -> dict[str, f
         inters[k] = np.count_nonzero(np.logical_and(p, t))
         unions[k] = np.count_nonzero(np.logical_or(p, t))
     ious = np.where(unions > 0, inters / np.maximum(unions, 1), 1.0)
-    out = {f"P@{thr}": float(np.mean(ious >= thr)) for thr in THRESHOLDS}
-    out["mAP@0.5:0.95"] = float(np.mean([np.mean(ious >= thr) for thr in MAP_THRESHOLDS]))
+    out = {f"precision_{round(thr * 100)}": float(np.mean(ious >= thr)) for thr in THRESHOLDS}
+    out["map"] = float(np.mean([np.mean(ious >= thr) for thr in MAP_THRESHOLDS]))
     out["overall_iou"] = float(inters.sum() / unions.sum())
     out["mean_iou"] = float(ious.mean())
     return out

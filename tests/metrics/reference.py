@@ -31,9 +31,9 @@ def reference_figures(preds: list[np.ndarray], targets: list[np.ndarray], protoc
         passes = lambda v, k: v >= k  # noqa: E731
     else:
         passes = lambda v, k: v > k  # noqa: E731
-    out = {f"P@{k}": sum(passes(v, k) for v in ious) / n for k in THRESHOLDS}
+    out = {f"precision_{round(k * 100)}": sum(passes(v, k) for v in ious) / n for k in THRESHOLDS}
     if protocol == "acga":
-        out["mAP@0.5:0.95"] = sum(sum(v >= k for v in ious) / n for k in ACGA_MAP_THRESHOLDS) / 10
+        out["map"] = sum(sum(v >= k for v in ious) / n for k in ACGA_MAP_THRESHOLDS) / 10
     total_i = sum(i for i, _ in counts)
     total_u = sum(u for _, u in counts)
     out["overall_iou"] = 1.0 if total_u == 0 else total_i / total_u

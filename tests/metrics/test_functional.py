@@ -134,7 +134,7 @@ def test_figures_match_numpy_reference(protocol: str) -> None:
     ref = reference_figures(preds, targets, protocol)
     for key, value in ref.items():
         assert ours[key] == pytest.approx(value, abs=1e-12), key
-    assert set(ours) == {*ref, "mAP@0.5:0.95"}
+    assert set(ours) == {*ref, "map"}
 
 
 def test_iou_exactly_at_thresholds_acga_counts_it_mttr_does_not() -> None:
@@ -142,11 +142,12 @@ def test_iou_exactly_at_thresholds_acga_counts_it_mttr_does_not() -> None:
     preds, targets = ratio_masks([(5, 10), (11, 20), (6, 10), (7, 10), (9, 10), (0, 0)])
     acga = figures(preds, targets, protocol="acga")
     mttr = figures(preds, targets, protocol="mttr")
-    assert [acga[f"P@{k}"] for k in F.REPORTED_THRESHOLDS] == [6 / 6, 4 / 6, 3 / 6, 2 / 6, 2 / 6]
-    assert [mttr[f"P@{k}"] for k in F.REPORTED_THRESHOLDS] == [5 / 6, 3 / 6, 2 / 6, 2 / 6, 1 / 6]
+    keys = [F.precision_key(k) for k in F.REPORTED_THRESHOLDS]
+    assert [acga[k] for k in keys] == [6 / 6, 4 / 6, 3 / 6, 2 / 6, 2 / 6]
+    assert [mttr[k] for k in keys] == [5 / 6, 3 / 6, 2 / 6, 2 / 6, 1 / 6]
     # mean over K = .50 .55 .60 .65 .70 .75 .80 .85 .90 .95 of the share with IoU >= K
     passing = [6, 5, 4, 3, 3, 2, 2, 2, 2, 1]
-    assert acga["mAP@0.5:0.95"] == pytest.approx(sum(passing) / 60, abs=1e-15)
+    assert acga["map"] == pytest.approx(sum(passing) / 60, abs=1e-15)
     assert acga["overall_iou"] == pytest.approx(38 / 60, abs=1e-15)
     assert acga["mean_iou"] == pytest.approx((0.5 + 0.55 + 0.6 + 0.7 + 0.9 + 1) / 6, abs=1e-15)
 
@@ -155,7 +156,7 @@ def test_empty_prediction_against_empty_target_is_a_perfect_sample() -> None:
     empty = np.zeros((5, 7), dtype=bool)
     for protocol in ("acga", "mttr"):
         out = figures([empty], [empty.copy()], protocol=protocol)
-        assert out["P@0.9"] == 1.0 and out["mean_iou"] == 1.0 and out["overall_iou"] == 1.0
+        assert out["precision_90"] == 1.0 and out["mean_iou"] == 1.0 and out["overall_iou"] == 1.0
 
 
 def test_no_samples_gives_nan_and_zero_count() -> None:
@@ -176,23 +177,23 @@ def test_coco_ap_equals_pycocotools_on_rle_masks(seed: int) -> None:
     preds, targets, scores = random_masks(10 + seed, 40 + 7 * seed, empty_every=3 + seed)
     if seed == 3:
         scores = [1.0] * len(scores)  # the default: every score tied
-    ours = figures(preds, targets, scores, protocol="mttr")["mAP@0.5:0.95"]
+    ours = figures(preds, targets, scores, protocol="mttr")["map"]
     assert ours == pycocotools_ap(preds, targets, scores)
 
 
 def test_coco_ap_counts_iou_exactly_at_each_threshold_as_a_match_like_pycocotools() -> None:
     preds, targets = ratio_masks([(k, 20) for k in range(10, 20)])  # IoU 0.50, 0.55, ..., 0.95
     scores = [0.1 * (k % 4) for k in range(10)]
-    ours = figures(preds, targets, scores, protocol="mttr")["mAP@0.5:0.95"]
+    ours = figures(preds, targets, scores, protocol="mttr")["map"]
     assert ours == pycocotools_ap(preds, targets, scores)
     below = ratio_masks([(50 * k - 1, 1000) for k in range(10, 20)])  # each IoU just under
-    assert figures(*below, scores, "mttr")["mAP@0.5:0.95"] < ours
+    assert figures(*below, scores, "mttr")["map"] < ours
 
 
 def test_coco_ap_tie_order_follows_sample_order_like_pycocotools() -> None:
     preds, targets = ratio_masks([(0, 10), (10, 10)])  # a miss and a hit, same score
-    first_miss = figures(preds, targets, [0.5, 0.5], "mttr")["mAP@0.5:0.95"]
-    first_hit = figures(preds[::-1], targets[::-1], [0.5, 0.5], "mttr")["mAP@0.5:0.95"]
+    first_miss = figures(preds, targets, [0.5, 0.5], "mttr")["map"]
+    first_hit = figures(preds[::-1], targets[::-1], [0.5, 0.5], "mttr")["map"]
     assert first_miss == pycocotools_ap(preds, targets, [0.5, 0.5])
     assert first_hit == pycocotools_ap(preds[::-1], targets[::-1], [0.5, 0.5])
     assert first_hit > first_miss
@@ -203,11 +204,11 @@ def test_empty_target_is_no_gt_in_coco_ap() -> None:
     preds, targets = ratio_masks([(10, 10), (0, 5)])
     targets[1][:] = False
     scores = [0.4, 0.9]
-    ours = figures(preds, targets, scores, "mttr")["mAP@0.5:0.95"]
+    ours = figures(preds, targets, scores, "mttr")["map"]
     assert ours == pycocotools_ap(preds, targets, scores)
     as_annotation = pycocotools_ap(preds, targets, scores, empty_target_as_annotation=True)
     assert as_annotation < ours
-    only_empty = figures(preds[1:], targets[1:], [0.9], "mttr")["mAP@0.5:0.95"]
+    only_empty = figures(preds[1:], targets[1:], [0.9], "mttr")["map"]
     assert np.isnan(only_empty) and pycocotools_ap(preds[1:], targets[1:], [0.9]) == -1
 
 

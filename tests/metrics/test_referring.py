@@ -16,7 +16,12 @@ from acga_lightning.metrics import ReferringSegmentationMetrics, functional
 from tests.metrics.reference import pycocotools_ap, reference_figures
 from tests.metrics.test_functional import random_masks
 
-KEYS = {"P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP@0.5:0.95", "overall_iou", "mean_iou"}
+KEYS = {
+    *(f"precision_{k}" for k in (50, 60, 70, 80, 90)),
+    "map",
+    "overall_iou",
+    "mean_iou",
+}
 
 
 def dataset(seed: int = 0, n: int = 23) -> tuple[list, list, list]:
@@ -48,7 +53,7 @@ def test_batched_updates_match_references(protocol: str) -> None:
     np_preds, np_targets = [p.numpy() for p in preds], [t.numpy() for t in targets]
     ref = reference_figures(np_preds, np_targets, protocol)
     if protocol == "mttr":
-        ref["mAP@0.5:0.95"] = pycocotools_ap(np_preds, np_targets, scores)
+        ref["map"] = pycocotools_ap(np_preds, np_targets, scores)
     for key, value in ref.items():
         assert float(result[key]) == pytest.approx(value, abs=1e-12), key
 

@@ -13,6 +13,11 @@ Conventions, shared by both protocols unless stated:
 - ``mttr`` protocol (MTTR, ReferFormer): P@K counts ``IoU > K``; "mAP" is COCO AP@0.5:0.95 as
   pycocotools computes it (see :func:`coco_mask_ap` for how samples become a COCO data set).
 
+Result keys (:data:`METRIC_LABELS`) are valid metric names for every Lightning logger (MLflow
+allows letters, digits, ``_ - . /`` and spaces): ``precision_50`` ... ``precision_90`` for P@0.5 ...
+P@0.9, ``map`` for the protocol's mAP@0.5:0.95, ``overall_iou``, ``mean_iou`` and ``num_samples``.
+Printed tables show the paper's label beside each key.
+
 Areas are exact integer counts; figures are float64, so a threshold comparison is decided by the
 integer pixel counts and never by float32 rounding.
 """
@@ -29,6 +34,8 @@ from torch import Tensor
 
 __all__ = [
     "ACGA_MAP_THRESHOLDS",
+    "METRIC_LABELS",
+    "RENAMED_METRICS",
     "COCO_IOU_THRESHOLDS",
     "COCO_RECALL_THRESHOLDS",
     "PROTOCOLS",
@@ -42,12 +49,46 @@ __all__ = [
     "mean_iou",
     "overall_iou",
     "precision_at",
+    "precision_key",
     "referring_segmentation_metrics",
+    "renamed_metric",
 ]
 
 PROTOCOLS = ("acga", "mttr")
 REPORTED_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 ACGA_MAP_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+
+
+def precision_key(threshold: float) -> str:
+    """The result key of P@``threshold``: ``precision_50`` for 0.5."""
+    return f"precision_{round(threshold * 100)}"
+
+
+METRIC_LABELS = {
+    **{precision_key(k): f"P@{k}" for k in REPORTED_THRESHOLDS},
+    "map": "mAP@0.5:0.95",
+    "overall_iou": "overall IoU",
+    "mean_iou": "mean IoU",
+    "num_samples": "samples",
+}
+"""Each result key with the label the papers print."""
+
+# Keys logged before the names became valid for every logger, with their new names.
+RENAMED_METRICS = {
+    **{f"P@{k}": precision_key(k) for k in REPORTED_THRESHOLDS},
+    "mAP@0.5:0.95": "map",
+}
+
+
+def renamed_metric(name: str) -> str | None:
+    """The current name of a metric logged under an old one (``val/P@0.5`` -> ``val/precision_50``),
+    or None when ``name`` holds no old key."""
+    stage, sep, key = name.rpartition("/")
+    if key in RENAMED_METRICS:
+        return f"{stage}{sep}{RENAMED_METRICS[key]}"
+    return None
+
+
 # The very arrays pycocotools builds (Params.setDetParams). They are not exact decimals: the
 # "0.9" IoU threshold is 0.8999999999999999 with numpy 2.x; reusing the arrays keeps us bit-equal.
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -312,25 +353,26 @@ def referring_segmentation_metrics(
 ) -> dict[str, float]:
     """All figures of one protocol from per-sample counts (and scores, for ``mttr`` mAP).
 
-    Keys: ``P@0.5`` ... ``P@0.9``, ``mAP@0.5:0.95``, ``overall_iou``, ``mean_iou`` (fractions in
-    [0, 1], NaN without samples) and ``num_samples``. Sample order matters only for ``mttr`` mAP
-    with tied scores (see :func:`coco_mask_ap`). ``scores=None`` gives every sample a score of 1.
+    Keys: ``precision_50`` ... ``precision_90`` (P@0.5 ... P@0.9), ``map`` (mAP@0.5:0.95),
+    ``overall_iou``, ``mean_iou`` (fractions in [0, 1], NaN without samples) and
+    ``num_samples``. Sample order matters only for ``mttr`` mAP with tied scores (see
+    :func:`coco_mask_ap`). ``scores=None`` gives every sample a score of 1.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     ious = iou(intersection, union)
     strict = protocol == "mttr"
     result = {
-        f"P@{k}": float(v)
+        precision_key(k): float(v)
         for k, v in zip(
             REPORTED_THRESHOLDS, precision_at(ious, REPORTED_THRESHOLDS, strict=strict), strict=True
         )
     }
     if protocol == "acga":
-        result["mAP@0.5:0.95"] = float(acga_map(ious))
+        result["map"] = float(acga_map(ious))
     else:
         scores = torch.ones_like(ious) if scores is None else scores
-        result["mAP@0.5:0.95"] = coco_mask_ap(ious, scores, target_area > 0)
+        result["map"] = coco_mask_ap(ious, scores, target_area > 0)
     result["overall_iou"] = float(overall_iou(intersection, union))
     result["mean_iou"] = float(mean_iou(ious))
     result["num_samples"] = float(ious.numel())
