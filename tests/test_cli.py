@@ -92,7 +92,7 @@ def test_fit_with_test_after_fit_prints_the_metric_table(toy, capsys, caplog) ->
     cli = main(["fit", *_demo_args(toy, "--trainer.fast_dev_run", "true")])
     out = capsys.readouterr().out
     assert cli.trainer.state.finished
-    for key in ("test/mean_iou", "test/overall_iou", "test/P@0.5", "test/num_samples"):
+    for key in ("test/mean_iou", "test/overall_iou", "test/precision_50", "test/num_samples"):
         assert key in out
     assert "test metrics of the last weights:" in out  # fast_dev_run saves no checkpoint
     # The final test reuses fit's AtomicCheckpoints instead of replacing it (and saying so).
@@ -146,3 +146,31 @@ def test_time_budget_shortens_fit(toy) -> None:
     callbacks = [c for c in cli.trainer.callbacks if isinstance(c, TimeBudget)]
     assert len(callbacks) == 1 and callbacks[0].shortened == (3, 1)
     assert cli.trainer.current_epoch == 1  # stopped after the first epoch
+
+
+def test_help_lists_every_subcommand_in_one_line_each(capsys) -> None:
+    from acga_lightning.cli import SUBCOMMANDS, TOOLS
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert set(TOOLS) | {"fit", "validate", "test", "predict"} <= set(SUBCOMMANDS)
+    for name in SUBCOMMANDS:
+        (line,) = [x for x in out.splitlines() if x.strip().startswith(f"{name} ")]
+        assert len(line.split(maxsplit=1)[1]) > 10, line
+    assert main([]) == 0 and capsys.readouterr().out == out
+
+
+def test_cli_class_is_importable_and_extendable(toy) -> None:
+    from acga_lightning.cli import ACGALightningCLI
+    from acga_lightning.lightning_cli import ACGALightningCLI as defined_here
+
+    assert ACGALightningCLI is defined_here
+
+    class MyCLI(ACGALightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            super().add_arguments_to_parser(parser)
+            parser.add_argument("--my_flag", type=int, default=0)
+
+    cli = MyCLI(args=["validate", *_demo_args(toy, "--trainer.fast_dev_run", "true"),
+                      "--my_flag", "3"])  # fmt: skip
+    assert cli.config["validate"]["my_flag"] == 3 and cli.trainer.state.finished

@@ -18,7 +18,6 @@ import inspect
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -108,31 +107,39 @@ def resolve_config_args(argv: Sequence[str]) -> list[str]:
 
 
 def _plugins_main(argv: Sequence[str] | None = None) -> int:
-    """``acga plugins``: every registered part with its constructor arguments and defaults."""
+    """``acga plugins``: every registered part with its constructor arguments and defaults.
+
+    Parts of installed plug-in packages (entry-point group ``acga_lightning.plugins``) are listed
+    with the package they come from.
+    """
     import argparse
 
     from rich.console import Console
     from rich.table import Table
 
-    from acga_lightning.registry import REGISTRIES
+    from acga_lightning.registry import REGISTRIES, load_plugins, origin
 
     parser = argparse.ArgumentParser(prog="acga plugins", description=_plugins_main.__doc__)
     parser.add_argument("--kind", choices=sorted(REGISTRIES), help="only this kind of part")
     args = parser.parse_args(argv)
+    modules = load_plugins()
     table = Table(title="acga-lightning plug-ins (use a name, or {name: ..., <argument>: ...})")
-    for column in ("kind", "name", "arguments (defaults)", "what it is"):
+    for column in ("kind", "name", "from", "arguments (defaults)", "what it is"):
         table.add_column(column)
     for kind, registry in REGISTRIES.items():
         if args.kind and kind != args.kind:
             continue
         for name in registry.names():
+            cls = registry.get(name)
             arguments = ", ".join(
                 k if v is inspect.Parameter.empty else f"{k}={v!r}"
                 for k, v in registry.signature(name).items()
             )
-            doc = (inspect.getdoc(registry.get(name)) or "").split("\n")[0]
-            table.add_row(kind, name, arguments, doc)
+            doc = (inspect.getdoc(cls) or "").split("\n")[0]
+            table.add_row(kind, name, origin(cls), arguments, doc)
     Console(width=200).print(table)
+    packages = sorted(set(modules.values()))
+    print(f"plug-in packages: {', '.join(packages) if packages else 'none installed'}")
     return 0
 
 
@@ -154,120 +161,6 @@ TOOLS: dict[str, Callable[[Sequence[str] | None], int]] = {
 }
 
 
-def check_feature_spec(model: Any, datamodule: Any) -> None:
-    """Fail early when cached features and the model's ``video_encoder`` do not fit together."""
-    wanted = getattr(datamodule, "feature_spec", None)
-    encoder = dict(model.hparams.get("video_encoder") or {})
-    if wanted is None:
-        if encoder.get("name") == "precomputed":
-            raise ValueError(
-                "model.video_encoder is 'precomputed' but the data has no cached features: set "
-                "data.cache.mode (mixed_4e or final) or use a frames encoder such as i3d"
-            )
-        return
-    if encoder.get("name") != "precomputed" or encoder.get("endpoint") != wanted["endpoint"]:
-        raise ValueError(
-            f"data.cache.mode {wanted['endpoint']!r} gives cached features: model.video_encoder "
-            f"must be {wanted} (got {encoder})"
-        )
-
-
-def _build_cli_class(started: float | None = None) -> type:
-    """The CLI class; ``started`` (``time.monotonic()``) is when a ``--time_budget_minutes``
-    starts counting (default: when fit starts)."""
-    from pytorch_lightning.cli import LightningCLI
-
-    class ACGALightningCLI(LightningCLI):
-        """LightningCLI with the data settings linked into the model and an optional final test."""
-
-        def add_arguments_to_parser(self, parser: Any) -> None:
-            parser.add_argument(
-                "--test_after_fit",
-                type=bool,
-                default=False,
-                help="after fit, test the best (else last) checkpoint and print the metric table",
-            )
-            parser.add_argument(
-                "--torch_threads",
-                type=int | None,
-                default=None,
-                help="torch.set_num_threads before anything runs (None: torch's default). "
-                "On a small CPU shared with other jobs, 1 avoids OpenMP oversubscription.",
-            )
-            parser.add_argument(
-                "--time_budget_minutes",
-                type=float | None,
-                default=None,
-                help="fit: end the whole command (start-up, data, training, the final test) "
-                "within this many minutes, shortening the epoch schedule when this machine is "
-                "too slow for it (acga_lightning.time_budget.TimeBudget). None: no budget.",
-            )
-            parser.add_argument(
-                "--time_budget_reserve_minutes",
-                type=float,
-                default=1.0,
-                help="of the time budget, the minutes kept for what follows training",
-            )
-            parser.link_arguments("data.num_frames", "model.num_frames")
-            parser.link_arguments("data.frame_size", "model.frame_size")
-            parser.link_arguments("data.resize_policy", "model.resize_policy")
-
-        def before_instantiate_classes(self) -> None:
-            config = self.config.get(self.subcommand, self.config) if self.subcommand else None
-            threads = (config or self.config).get("torch_threads")
-            if threads is not None:
-                if threads < 1:
-                    raise ValueError(f"torch_threads: expected >= 1, got {threads}")
-                import torch
-
-                torch.set_num_threads(threads)
-
-        def _check(self) -> None:
-            check_feature_spec(self.model, self.datamodule)
-
-        before_validate = before_test = before_predict = _check
-
-        def before_fit(self) -> None:
-            self._check()
-            minutes = self.config[self.subcommand].get("time_budget_minutes")
-            if minutes is not None:
-                from acga_lightning.time_budget import TimeBudget
-
-                reserve = self.config[self.subcommand].get("time_budget_reserve_minutes", 1.0)
-                self.trainer.callbacks.append(TimeBudget(minutes, reserve, started=started))
-
-        def after_fit(self) -> None:
-            if not self.config[self.subcommand].get("test_after_fit"):
-                return
-            if self.trainer.interrupted or self.trainer.fast_dev_run:
-                best = ""  # fast_dev_run saves no checkpoint: test the weights in memory
-            else:
-                callback = self.trainer.checkpoint_callback
-                best = getattr(callback, "best_model_path", "") if callback else ""
-            results = self.trainer.test(
-                self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False
-            )
-            if self.trainer.is_global_zero and results:
-                print(f"test metrics of {best or 'the last weights'}:")
-                print_metric_table(results[0], title="test metrics")
-
-    return ACGALightningCLI
-
-
-def print_metric_table(results: dict[str, Any], title: str = "metrics") -> None:
-    """Print logged metrics as a table, one row per metric."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in sorted(results):
-        value = float(results[key])
-        table.add_row(key, f"{value:.4f}")
-    Console(width=120).print(table)
-
-
 def _lightning_classes() -> tuple[type, type]:
     from acga_lightning.data.datamodule import ReferringVideoDataModule
     from acga_lightning.segmenter import ACGASegmenter
@@ -281,9 +174,11 @@ def cache_features_main(argv: Sequence[str] | None = None) -> int:
     Parses the same config as ``acga fit`` (with the same parser), builds only the datamodule
     and computes its missing feature-cache entries with a progress bar; returns 0.
     """
+    from acga_lightning.lightning_cli import ACGALightningCLI
+
     model_class, data_class = _lightning_classes()
 
-    class CacheFeaturesCLI(_build_cli_class()):
+    class CacheFeaturesCLI(ACGALightningCLI):
         def add_arguments_to_parser(self, parser: Any) -> None:
             super().add_arguments_to_parser(parser)
             parser.add_argument(
@@ -314,33 +209,84 @@ def cache_features_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+SUBCOMMANDS: dict[str, str] = {
+    "fit": "train (and validate) a model from a config: acga fit --config configs/demo.yaml",
+    "validate": "evaluate a checkpoint on the validation split",
+    "test": "evaluate a checkpoint on the test split and print the metric table",
+    "predict": "write each sample's mask (PNG) and a scores file from a checkpoint",
+    "segment": "segment the actor a sentence names in every frame of any video",
+    "toy-data": "write generated data in the A2D-Sentences or J-HMDB-Sentences layout",
+    "check-data": "check a data set on disk against its format, naming every fault",
+    "cache-features": "compute a config's video-encoder feature cache ahead of training",
+    "plugins": "list every registered part (built-in and plug-ins) with its arguments",
+}
+
+
+def print_help() -> None:
+    """``acga --help``: every subcommand, one line each."""
+    from acga_lightning import __version__
+
+    width = max(len(name) for name in SUBCOMMANDS)
+    lines = [
+        f"usage: acga <command> [options]      (acga-lightning {__version__})",
+        "",
+        "Referring video segmentation with the Asymmetric Cross-Guided Attention network.",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {text}" for name, text in SUBCOMMANDS.items()),
+        "",
+        "acga <command> --help shows a command's options. fit, validate, test and predict are",
+        "LightningCLI commands: --config FILE, then any key as --section.key VALUE.",
+    ]
+    print("\n".join(lines))
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    from acga_lightning.errors import ConfigError
+    from acga_lightning.registry import PluginError
+
+    return (ConfigError, PluginError, FileNotFoundError, FileExistsError)
+
+
 def main(args: Sequence[str] | None = None) -> Any:
     """Entry point of ``acga``: returns the LightningCLI object (or a tool's exit code) when
-    ``args`` is given (tests), None when it reads ``sys.argv`` (the console script)."""
+    ``args`` is given (tests: errors propagate), None when it reads ``sys.argv`` (the console
+    script: a configuration or file error ends with one line and exit code 2)."""
+    if args is not None:
+        return run(list(args), time.monotonic())
     started = time.monotonic()
-    argv = list(sys.argv[1:] if args is None else args)
-    if argv and argv[0] in TOOLS:
-        code = TOOLS[argv[0]](argv[1:])
-        if args is None:
-            sys.exit(code)
-        return code
-    model_class, data_class = _lightning_classes()
-    cli_class = _build_cli_class(started)
-    with warnings.catch_warnings():
-        # The console script hands LightningCLI sys.argv with its __base__ includes resolved,
-        # so `args` and sys.argv are the same command line by construction: LightningCLI's
-        # "not recommended to provide both" warning would be printed on every `acga fit`.
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        # Lightning 2.6's own use of torch.utils._pytree on torch >= 2.10: nothing a user of
-        # ours can act on (tests list it in pyproject's allow-list too).
-        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
-        cli = cli_class(
-            model_class,
-            data_class,
-            args=resolve_config_args(argv),
-            save_config_kwargs={"overwrite": True},
-        )
-    return cli if args is not None else None  # the console script passes this to sys.exit
+    argv = sys.argv[1:]
+    try:
+        result = run(argv, started)
+    except user_errors() as error:
+        if os.environ.get("ACGA_DEBUG"):
+            raise
+        command = f"acga {argv[0]}" if argv and not argv[0].startswith("-") else "acga"
+        print(f"{command}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def run(argv: list[str], started: float) -> Any:
+    """Run one ``acga`` command line: a tool's exit code, or the LightningCLI object."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print_help()
+        return 0
+    if argv[0] in TOOLS:
+        return TOOLS[argv[0]](argv[1:])
+    from acga_lightning.lightning_cli import ACGALightningCLI
+
+    return ACGALightningCLI(args=argv, started=started)
+
+
+def __getattr__(name: str) -> Any:
+    # The Lightning-based classes load on first use: `acga plugins`, `acga --help` and the
+    # data tools start without importing Lightning.
+    if name in ("ACGALightningCLI", "print_metric_table", "check_feature_spec"):
+        from acga_lightning import lightning_cli
+
+        return getattr(lightning_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,275 @@
+"""``ACGALightningCLI``: the LightningCLI behind ``acga fit | validate | test | predict``.
+
+Another project extends it like any LightningCLI subclass::
+
+    from acga_lightning.cli import ACGALightningCLI
+
+    class MyCLI(ACGALightningCLI):
+        def add_arguments_to_parser(self, parser):
+            super().add_arguments_to_parser(parser)
+            parser.add_argument("--my_flag", type=int, default=0)
+
+    MyCLI(MySegmenter)  # the model class defaults to ACGASegmenter, the data to ours
+
+On top of LightningCLI it links the data settings into the model (``num_frames``,
+``frame_size``, ``resize_policy``), applies ``--torch_threads`` and ``--time_budget_minutes``,
+tests after ``fit`` with ``--test_after_fit``, writes predictions in ``predict`` (masks and a
+scores file, :class:`~acga_lightning.prediction.MaskWriter`), and reports a configuration
+mistake (an unknown key, a wrong type, an unknown plug-in, a metric renamed since a config was
+written) as one short message naming the key, not a usage dump or a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, NoReturn
+
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from acga_lightning.errors import ConfigError
+from acga_lightning.registry import PluginError
+
+
+def one_line(message: str, limit: int = 6) -> str:
+    """A parser message folded to a few short lines (jsonargparse's can list dozens)."""
+    lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
+    if len(lines) > limit:
+        lines = [*lines[:limit], f"... ({len(lines) - limit} more lines)"]
+    return "\n  ".join(lines)
+
+
+class ShortErrorParser(LightningArgumentParser):
+    """LightningCLI's parser, reporting a bad argument in one message instead of the usage."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        from jsonargparse._common import debug_mode_active  # jsonargparse's own switch
+
+        if not self.exit_on_error or debug_mode_active():
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"{prog}: error: {one_line(message)}\n(options: {prog} --help)\n")
+        sys.exit(2)
+
+
+def check_feature_spec(model: Any, datamodule: Any) -> None:
+    """Fail early when cached features and the model's ``video_encoder`` do not fit together."""
+    wanted = getattr(datamodule, "feature_spec", None)
+    encoder = dict(model.hparams.get("video_encoder") or {})
+    if wanted is None:
+        if encoder.get("name") == "precomputed":
+            raise ConfigError(
+                "model.video_encoder is 'precomputed' but the data has no cached features: set "
+                "data.cache.mode (mixed_4e or final) or use a frames encoder such as i3d"
+            )
+        return
+    if encoder.get("name") != "precomputed" or encoder.get("endpoint") != wanted["endpoint"]:
+        raise ConfigError(
+            f"data.cache.mode {wanted['endpoint']!r} gives cached features: model.video_encoder "
+            f"must be {wanted} (got {encoder})"
+        )
+
+
+def check_monitored_metrics(callbacks: list[Any]) -> None:
+    """Metric names renamed since a config was written fail with the name to use instead."""
+    from acga_lightning.metrics.functional import renamed_metric
+
+    for callback in callbacks:
+        monitor = getattr(callback, "monitor", None)
+        if isinstance(monitor, str) and (new := renamed_metric(monitor)):
+            raise ConfigError(
+                f"trainer.callbacks: {type(callback).__name__} monitors {monitor!r}, which is now "
+                f"logged as {new!r}: rename it in the config"
+            )
+        filename = getattr(callback, "filename", None)
+        if isinstance(callback, ModelCheckpoint) and isinstance(filename, str):
+            for old in ("P@", "mAP@"):
+                if "{" in filename and old in filename:
+                    raise ConfigError(
+                        f"trainer.callbacks: ModelCheckpoint filename {filename!r} names a metric "
+                        "renamed since (P@0.5 -> precision_50, mAP@0.5:0.95 -> map)"
+                    )
+
+
+def print_metric_table(results: dict[str, Any], title: str = "metrics") -> None:
+    """Print logged metrics as a table, one row per metric, with the paper's label beside it."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from acga_lightning.metrics.functional import METRIC_LABELS
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("paper")
+    table.add_column("value", justify="right")
+    for key in sorted(results):
+        table.add_row(key, METRIC_LABELS.get(key.rpartition("/")[2], ""), f"{results[key]:.4f}")
+    Console(width=120).print(table)
+
+
+class ACGALightningCLI(LightningCLI):
+    """LightningCLI with the data settings linked into the model, a final test and a mask writer.
+
+    Args:
+        model_class: the LightningModule (default :class:`~acga_lightning.ACGASegmenter`).
+        datamodule_class: the data (default
+            :class:`~acga_lightning.data.datamodule.ReferringVideoDataModule`).
+        started: ``time.monotonic()`` when ``--time_budget_minutes`` starts counting (default:
+            when this object is made).
+        args, kwargs: as for :class:`~pytorch_lightning.cli.LightningCLI`.
+    """
+
+    def __init__(
+        self,
+        model_class: Any = None,
+        datamodule_class: Any = None,
+        *args: Any,
+        started: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.started = time.monotonic() if started is None else started
+        if model_class is None:
+            from acga_lightning.segmenter import ACGASegmenter
+
+            model_class = ACGASegmenter
+        if datamodule_class is None:
+            from acga_lightning.data.datamodule import ReferringVideoDataModule
+
+            datamodule_class = ReferringVideoDataModule
+        kwargs.setdefault("parser_class", ShortErrorParser)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("parser_kwargs", {"prog": "acga"})
+        # Configs may include others (``__base__``): resolved here, so a subclass gets it too.
+        from acga_lightning.cli import resolve_config_args
+
+        command = kwargs.get("args")
+        if command is None or isinstance(command, list | tuple):
+            command = sys.argv[1:] if command is None else list(command)
+            kwargs["args"] = resolve_config_args(command)
+        with warnings.catch_warnings():
+            # The command line was read from sys.argv (resolved) when no args were given, so
+            # LightningCLI's "not recommended to provide both" warning is about nothing.
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+            # Lightning 2.6's own use of torch.utils._pytree on torch >= 2.10: nothing a user
+            # of ours can act on (tests list it in pyproject's allow-list too).
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
+            super().__init__(model_class, datamodule_class, *args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="after fit, test the best (else last) checkpoint and print the metric table",
+        )
+        parser.add_argument(
+            "--torch_threads",
+            type=int | None,
+            default=None,
+            help="torch.set_num_threads before anything runs (None: torch's default). "
+            "On a small CPU shared with other jobs, 1 avoids OpenMP oversubscription.",
+        )
+        parser.add_argument(
+            "--time_budget_minutes",
+            type=float | None,
+            default=None,
+            help="fit: end the whole command (start-up, data, training, the final test) "
+            "within this many minutes, shortening the epoch schedule when this machine is "
+            "too slow for it (acga_lightning.time_budget.TimeBudget). None: no budget.",
+        )
+        parser.add_argument(
+            "--time_budget_reserve_minutes",
+            type=float,
+            default=1.0,
+            help="of the time budget, the minutes kept for what follows training",
+        )
+        parser.add_argument(
+            "--predictions_dir",
+            type=str | None,
+            default=None,
+            help="predict: where masks/ and scores.csv go (default: <log dir>/predictions)",
+        )
+        parser.add_argument(
+            "--overwrite",
+            type=bool,
+            default=False,
+            help="predict: replace predictions already in predictions_dir",
+        )
+        parser.link_arguments("data.num_frames", "model.num_frames")
+        parser.link_arguments("data.frame_size", "model.frame_size")
+        parser.link_arguments("data.resize_policy", "model.resize_policy")
+
+    def _settings(self) -> Any:
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        threads = self._settings().get("torch_threads")
+        if threads is not None:
+            if threads < 1:
+                raise ConfigError(f"torch_threads: expected >= 1, got {threads}")
+            import torch
+
+            torch.set_num_threads(threads)
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except PluginError as error:
+            key = f"model.{error.kind}" if error.kind else "model"
+            raise ConfigError(f"{key}: {error}") from error
+
+    def _check(self) -> None:
+        check_feature_spec(self.model, self.datamodule)
+        check_monitored_metrics(self.trainer.callbacks)
+
+    before_validate = before_test = _check
+
+    def before_fit(self) -> None:
+        self._check()
+        minutes = self._settings().get("time_budget_minutes")
+        if minutes is not None:
+            from acga_lightning.time_budget import TimeBudget
+
+            reserve = self._settings().get("time_budget_reserve_minutes", 1.0)
+            self.trainer.callbacks.append(TimeBudget(minutes, reserve, started=self.started))
+
+    def before_predict(self) -> None:
+        self._check()
+        from acga_lightning.prediction import MaskWriter
+
+        if any(isinstance(c, MaskWriter) for c in self.trainer.callbacks):
+            return
+        settings = self._settings()
+        directory = settings.get("predictions_dir")
+        if directory is None:
+            root = self.trainer.log_dir or self.trainer.default_root_dir
+            directory = str(Path(root) / "predictions")
+        writer = MaskWriter(directory, overwrite=bool(settings.get("overwrite")))
+        writer.check_destination()  # before any work: refuse to overwrite
+        self.trainer.callbacks.append(writer)
+
+    def predict(self, **kwargs: Any) -> Any:
+        # The writer keeps the masks on disk: holding every one in memory too (Lightning's
+        # default) would grow with the data set.
+        if kwargs.get("return_predictions") is None:
+            kwargs["return_predictions"] = False
+        return self.trainer.predict(**kwargs)
+
+    def after_fit(self) -> None:
+        if not self._settings().get("test_after_fit"):
+            return
+        if self.trainer.interrupted or self.trainer.fast_dev_run:
+            best = ""  # fast_dev_run saves no checkpoint: test the weights in memory
+        else:
+            callback = self.trainer.checkpoint_callback
+            best = getattr(callback, "best_model_path", "") if callback else ""
+        results = self.trainer.test(
+            self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False
+        )
+        if self.trainer.is_global_zero and results:
+            print(f"test metrics of {best or 'the last weights'}:")
+            print_metric_table(results[0], title="test metrics")
