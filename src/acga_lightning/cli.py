@@ -215,7 +215,7 @@ SUBCOMMANDS: dict[str, str] = {
     "test": "evaluate a checkpoint on the test split and print the metric table",
     "predict": "write each sample's mask (PNG) and a scores file from a checkpoint",
     "segment": "segment the actor a sentence names in every frame of any video",
-    "toy-data": "write generated data in the A2D-Sentences or J-HMDB-Sentences layout",
+    "toy-data": "write generated data in a real layout (a2d, jhmdb, ytvos, davis)",
     "check-data": "check a data set on disk against its format, naming every fault",
     "cache-features": "compute a config's video-encoder feature cache ahead of training",
     "plugins": "list every registered part (built-in and plug-ins) with its arguments",

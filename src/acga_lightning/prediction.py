@@ -1,4 +1,5 @@
-"""Writing predictions to disk: one mask PNG per sample and a scores file (``acga predict``).
+"""Writing predictions to disk: one mask PNG per sample and a scores file (``acga predict``), or
+a Ref-YouTube-VOS submission (:class:`SubmissionWriter`).
 
 Layout under ``output_dir``::
 
@@ -129,3 +130,106 @@ class MaskWriter(BasePredictionWriter):
             writer.writerows(rows)
         if trainer.is_global_zero:
             print(f"predictions: {len(rows)} masks and {name} in {self.output_dir}")
+
+
+def submission_path(video_id: str, exp_id: str, frame_name: str) -> Path:
+    """``Annotations/<video>/<exp_id>/<frame>.png``: where the Ref-YouTube-VOS server looks."""
+    for part, value in (("video_id", video_id), ("exp_id", exp_id), ("frame_name", frame_name)):
+        text = str(value)
+        if not text or "/" in text or "\\" in text or text in (".", ".."):
+            raise ValueError(f"{part} {value!r} cannot name a file of the submission")
+    return Path("Annotations", str(video_id), str(exp_id), f"{frame_name}.png")
+
+
+class SubmissionWriter(BasePredictionWriter):
+    """Writes a Ref-YouTube-VOS style submission: one PNG per (video, expression, frame).
+
+    ``output_dir/Annotations/<video>/<exp_id>/<frame>.png`` (8-bit, 255 = the referred object,
+    at the frame's size), then, on rank 0 at the end, ``output_dir.zip`` holding ``Annotations/``
+    when ``zip`` is set. Predictions need ``video_id``, ``exp_id`` and ``frame_name`` (the
+    :class:`~acga_lightning.data.ref_vos.ReferringVOS` samples carry them).
+    """
+
+    def __init__(self, output_dir: str | Path, zip: bool = True, overwrite: bool = False) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir, self.zip, self.overwrite = Path(output_dir), zip, overwrite
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "predict" and trainer.is_global_zero and not self.overwrite:
+            for existing in (self.output_dir / "Annotations", self.output_dir.with_suffix(".zip")):
+                if existing.exists():
+                    raise FileExistsError(
+                        f"{existing} already exists: choose another folder or set overwrite"
+                    )
+
+    def write_on_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: Any,
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        missing = [k for k in ("video_id", "exp_id", "frame_name") if k not in prediction]
+        if missing:
+            raise ValueError(f"a submission needs {missing} in each prediction")
+        for i, mask in enumerate(prediction["masks"]):
+            relative = submission_path(
+                prediction["video_id"][i], prediction["exp_id"][i], prediction["frame_name"][i]
+            )
+            write_mask(self.output_dir / relative, mask)
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.strategy.barrier("submission")
+        if self.zip and trainer.is_global_zero:
+            archive = zip_submission(self.output_dir)
+            print(f"submission: {archive}")
+
+
+def zip_submission(output_dir: str | Path) -> Path:
+    """Zip ``output_dir/Annotations`` into ``output_dir.zip`` (paths start at ``Annotations/``)."""
+    import zipfile
+
+    output_dir = Path(output_dir)
+    archive = output_dir.with_suffix(".zip")
+    files = sorted((output_dir / "Annotations").rglob("*.png"))
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for path in files:
+            z.write(path, path.relative_to(output_dir).as_posix())
+    return archive
+
+
+def check_submission(archive: str | Path, root: str | Path, split: str = "valid") -> list[str]:
+    """Problems of a submission zip against ``root``'s expressions: [] when it is exactly right.
+
+    Every listed frame of every expression needs its PNG at the frame's size, and nothing else
+    may be in the archive.
+    """
+    import zipfile
+
+    from acga_lightning.data.ref_vos import expressions_path, read_json_videos
+
+    root = Path(root)
+    videos = read_json_videos(expressions_path(root, split))
+    expected: dict[str, tuple[int, int]] = {}
+    for vid, entry in videos.items():
+        for name in entry["frames"]:
+            with Image.open(root / split / "JPEGImages" / vid / f"{name}.jpg") as image:
+                size = (image.height, image.width)
+            for exp_id in entry["expressions"]:
+                expected[submission_path(vid, exp_id, name).as_posix()] = size
+    problems = []
+    with zipfile.ZipFile(archive) as z:
+        names = set(z.namelist())
+        for name in sorted(set(expected) - names):
+            problems.append(f"missing {name}")
+        for name in sorted(names - set(expected)):
+            problems.append(f"unexpected {name}")
+        for name in sorted(names & set(expected)):
+            with z.open(name) as f, Image.open(f) as image:
+                if (image.height, image.width) != expected[name]:
+                    problems.append(f"{name}: {image.height}x{image.width}, frame is "
+                                    f"{expected[name][0]}x{expected[name][1]}")  # fmt: skip
+    return problems

@@ -257,7 +257,8 @@ class ACGASegmenter(pl.LightningModule):
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
         out = self._forward_batch(batch)
         masks, scores = self.predict_masks(out["logits"][-1], batch.get("orig_size"))
-        keys = ("query", "video_id", "frame_idx", "instance_id", "sample_id")
+        keys = ("query", "video_id", "frame_idx", "instance_id", "sample_id", "expression_id",
+                "exp_id", "frame_name")  # fmt: skip
         return {"masks": masks, "scores": scores, **{k: batch[k] for k in keys if k in batch}}
 
     def configure_callbacks(self) -> list[pl.Callback]:

@@ -1,4 +1,4 @@
-"""``acga check-data``: validate an A2D-Sentences or J-HMDB-Sentences folder before training.
+"""``acga check-data``: validate a dataset folder (A2D, J-HMDB, Ref-YouTube-VOS, Ref-DAVIS17).
 
 Checks what breaks or silently biases a run: missing or corrupt videos (each is opened and its
 first frame decoded; whole videos are never decoded), frame counts, missing annotation frames,
@@ -324,24 +324,33 @@ def check_jhmdb(root: Path, report: CheckReport, progress: bool) -> None:
         _check_jhmdb_video(root, vid, report)
 
 
+def _check_ref_vos(root: Path, report: CheckReport, progress: bool) -> None:
+    from acga_lightning.data.ref_vos import check_ref_vos
+
+    check_ref_vos(root, report, progress)
+
+
+CHECKS = {"a2d": check_a2d, "jhmdb": check_jhmdb, "ytvos": _check_ref_vos, "davis": _check_ref_vos}
+
+
 def check_dataset(root: str | Path, format: str = "a2d", progress: bool = True) -> CheckReport:
-    """Validate the dataset at ``root`` (``format`` "a2d" or "jhmdb") and return the report."""
-    if format not in ("a2d", "jhmdb"):
-        raise ValueError(f"format must be 'a2d' or 'jhmdb', got {format!r}")
+    """Validate the dataset at ``root`` (``format``: a key of :data:`CHECKS`); the report."""
+    if format not in CHECKS:
+        raise ValueError(f"format must be one of {sorted(CHECKS)}, got {format!r}")
     root = Path(root)
     report = CheckReport(format, root)
     if not root.is_dir():
         report.error("missing_file", root, "dataset root not found")
         return report
-    (check_a2d if format == "a2d" else check_jhmdb)(root, report, progress)
+    CHECKS[format](root, report, progress)
     return report
 
 
 def check_data_main(argv: Sequence[str] | None = None) -> int:
-    """``acga check-data --root DIR --format a2d|jhmdb [--strict]``: 1 on errors, else 0."""
+    """``acga check-data --root DIR --format a2d|jhmdb|ytvos|davis [--strict]``: 1 on errors."""
     parser = argparse.ArgumentParser(prog="acga check-data", description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True, help="dataset root folder")
-    parser.add_argument("--format", choices=("a2d", "jhmdb"), default="a2d")
+    parser.add_argument("--format", choices=tuple(CHECKS), default="a2d")
     parser.add_argument("--strict", action="store_true", help="count warnings as errors")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)

@@ -34,18 +34,19 @@ __all__ = [
     "write_word2vec",
 ]
 
-DEFAULT_VIDEOS = {"a2d": 12, "jhmdb": 6}
-DEFAULT_HEIGHT = {"a2d": 320, "jhmdb": 240}
+DEFAULT_VIDEOS = {"a2d": 12, "jhmdb": 6, "ytvos": 6, "davis": 6}
+DEFAULT_HEIGHT = {"a2d": 320, "jhmdb": 240, "ytvos": 96, "davis": 96}
 
 
 def toy_data_main(argv: Sequence[str] | None = None) -> int:
-    """``acga toy-data OUT --format a2d|jhmdb --videos N --seed S --height H``; returns 0."""
+    """``acga toy-data OUT --format a2d|jhmdb|ytvos|davis --videos N --seed S --height H``."""
     parser = argparse.ArgumentParser(
         prog="acga toy-data",
-        description="Write a small generated dataset in the real A2D / J-HMDB Sentences layout.",
+        description="Write a small generated dataset in a real layout (A2D-Sentences, "
+        "J-HMDB-Sentences, Ref-YouTube-VOS, Ref-DAVIS17).",
     )
     parser.add_argument("out", help="folder to write (the dataset root)")
-    parser.add_argument("--format", choices=("a2d", "jhmdb"), default="a2d")
+    parser.add_argument("--format", choices=tuple(DEFAULT_VIDEOS), default="a2d")
     parser.add_argument("--videos", type=int, default=None, help="number of videos")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--height", type=int, default=None, help="frame height in pixels")
@@ -58,6 +59,14 @@ def toy_data_main(argv: Sequence[str] | None = None) -> int:
         root = write_a2d(
             args.out, num_videos=videos, seed=args.seed, height=height,
             word2vec=not args.no_word2vec, progress=True,
+        )  # fmt: skip
+    elif args.format in ("ytvos", "davis"):
+        from acga_lightning.data.toy_refvos import write_ref_vos
+
+        width = int(round(height * 4 / 3 / 2)) * 2
+        root = write_ref_vos(
+            args.out, args.format, num_videos=videos, seed=args.seed, height=height,
+            width=width, word2vec=not args.no_word2vec,
         )  # fmt: skip
     else:
         width = int(round(height * 4 / 3 / 2)) * 2  # J-HMDB frames are 320x240
