@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytorch_lightning as pl
-import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -18,6 +17,8 @@ from acga_lightning.data.collate import collate_samples
 from acga_lightning.data.ref_vos import ReferringVOS, RefVOSSampleError
 from acga_lightning.data.toy_refvos import write_ref_vos
 from acga_lightning.prediction import SubmissionWriter, check_submission
+
+ASSET = Path(__file__).resolve().parents[1] / "assets/sentence_acga.ckpt"
 
 
 @pytest.fixture(scope="module")
@@ -136,29 +137,24 @@ def test_a_bad_meta_file_names_itself(roots, tmp_path) -> None:
         ReferringVOS(root, "train")
 
 
-class _Centre(pl.LightningModule):
-    """Predicts a centred box at the original size: enough to exercise the writer."""
-
-    def predict_step(self, batch, batch_idx):
-        masks = []
-        for h, w in batch["orig_size"]:
-            mask = torch.zeros(h, w, dtype=torch.bool)
-            mask[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = True
-            masks.append(mask)
-        keys = ("video_id", "exp_id", "frame_name")
-        return {"masks": masks, "scores": torch.ones(len(masks)), **{k: batch[k] for k in keys}}
-
-
 def test_a_submission_has_exactly_the_files_the_server_expects(roots, tmp_path) -> None:
+    """A trained ACGASegmenter (the test asset) over a generated valid split, as docs show."""
+    from acga_lightning import ACGASegmenter
+
     root = roots["ytvos"]
-    data = ReferringVOS(root, "valid", num_frames=2, frame_size=16)
+    model = ACGASegmenter.load_from_checkpoint(ASSET, map_location="cpu")
+    hp = model.hparams
+    vectors = root / "word2vec.bin"
+    data = ReferringVOS(
+        root, "valid", num_frames=hp.num_frames, frame_size=hp.frame_size, word_vectors=vectors
+    )
     loader = DataLoader(data, batch_size=4, collate_fn=collate_samples)
     out = tmp_path / "submission"
     trainer = pl.Trainer(
         accelerator="cpu", logger=False, enable_progress_bar=False,
         callbacks=[SubmissionWriter(out)], enable_model_summary=False,
     )  # fmt: skip
-    trainer.predict(_Centre(), dataloaders=loader, return_predictions=False)
+    trainer.predict(model, dataloaders=loader, return_predictions=False)
     archive = out.with_suffix(".zip")
     assert check_submission(archive, root, "valid") == []
     with zipfile.ZipFile(archive) as z:
@@ -171,7 +167,7 @@ def test_a_submission_has_exactly_the_files_the_server_expects(roots, tmp_path) 
     assert any(p.startswith("missing ") for p in problems)
     assert "unexpected Annotations/x/0/00000.png" in problems
     with pytest.raises(FileExistsError):  # never over an earlier submission
-        trainer.predict(_Centre(), dataloaders=loader, return_predictions=False)
+        trainer.predict(model, dataloaders=loader, return_predictions=False)
 
 
 @pytest.mark.parametrize("fmt", ["ytvos", "davis"])
