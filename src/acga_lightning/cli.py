@@ -151,6 +151,7 @@ TOOLS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "check-data": _lazy("acga_lightning.data.check", "check_data_main"),
     "cache-features": lambda argv=None: cache_features_main(argv),
     "segment": _lazy("acga_lightning.segment", "segment_main"),
+    "convert-official": _lazy("acga_lightning.convert", "convert_official_main"),
 }
 
 

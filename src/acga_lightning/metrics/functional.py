@@ -10,6 +10,9 @@ Conventions, shared by both protocols unless stated:
 - ``acga`` protocol (ACGA, Gavrilyuk et al., CMPC-V, LBDT): P@K counts ``IoU >= K``; "mAP 0.5:0.95"
   is the mean of P@K over K = 0.50, 0.55, ..., 0.95, written as exact decimals (an IoU of exactly
   11/20 passes K = 0.55).
+- ``acga_release`` protocol (the official ACGA code's ``report_result``): as ``acga``, with the
+  per-sample IoU computed as ``(I + 1e-6) / (U + 1e-6)`` (it differs from ``I / U`` by less than
+  1e-11 and never across a threshold, but it is what that code computes).
 - ``mttr`` protocol (MTTR, ReferFormer): P@K counts ``IoU > K``; "mAP" is COCO AP@0.5:0.95 as
   pycocotools computes it (see :func:`coco_mask_ap` for how samples become a COCO data set).
 
@@ -45,7 +48,8 @@ __all__ = [
     "referring_segmentation_metrics",
 ]
 
-PROTOCOLS = ("acga", "mttr")
+PROTOCOLS = ("acga", "acga_release", "mttr")
+RELEASE_SMOOTH = 1e-6  # report_result's epsilon in (I + eps) / (U + eps)
 REPORTED_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 ACGA_MAP_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 # The very arrays pycocotools builds (Params.setDetParams). They are not exact decimals: the
@@ -318,7 +322,10 @@ def referring_segmentation_metrics(
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    ious = iou(intersection, union)
+    if protocol == "acga_release":
+        ious = (intersection.double() + RELEASE_SMOOTH) / (union.double() + RELEASE_SMOOTH)
+    else:
+        ious = iou(intersection, union)
     strict = protocol == "mttr"
     result = {
         f"P@{k}": float(v)
@@ -326,7 +333,7 @@ def referring_segmentation_metrics(
             REPORTED_THRESHOLDS, precision_at(ious, REPORTED_THRESHOLDS, strict=strict), strict=True
         )
     }
-    if protocol == "acga":
+    if protocol in ("acga", "acga_release"):
         result["mAP@0.5:0.95"] = float(acga_map(ious))
     else:
         scores = torch.ones_like(ious) if scores is None else scores
