@@ -158,3 +158,42 @@ def test_channels_last_on_cpu_is_opt_in_and_equivalent(on_cpu):
     assert weight.is_contiguous(memory_format=torch.channels_last) is on_cpu
     assert model.channels_last_inputs is on_cpu and not model.compiled
     torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_single_decoder_is_trained_on_its_one_map():
+    # The Baseline: the loss sees R_S only, not the prediction upsampled from it.
+    model = ACGASegmenter(
+        video_encoder=FEATURES, attention="none", decoder="single",
+        loss={"name": "bce", "weights": [1.0]}, **SMALL,
+    )  # fmt: skip
+    batch = make_batch(frames=False)
+    loss, out = model.compute_loss(batch)
+    assert len(out["logits"]) == 2 and out["num_decoder_logits"] == 1
+    small = out["logits"][0]
+    target = torch.nn.functional.interpolate(batch["mask"][:, None], size=small.shape[-2:],
+                                             mode="bilinear", align_corners=False)  # fmt: skip
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(small, target)
+    torch.testing.assert_close(loss, expected)
+
+
+@pytest.mark.parametrize("mask_padding", [False, True])
+def test_padded_words_as_the_official_model_by_default(mask_padding):
+    model = ACGASegmenter(video_encoder=FEATURES, mask_padding=mask_padding, **SMALL).eval()
+    batch = make_batch(frames=False, num_words=6)
+    batch["words"][~batch["word_mask"]] = 0  # padding rows are zero vectors
+    inputs = {k: batch[k] for k in ("words", "features")}
+    with torch.no_grad():
+        given = model(word_mask=batch["word_mask"], **inputs)["logits"][-1]
+        all_words = model(word_mask=torch.ones_like(batch["word_mask"]), **inputs)["logits"][-1]
+    # official: every position is a word (the mask is not used); ours: padding is left out
+    assert torch.equal(given, all_words) != mask_padding
+    assert torch.equal(given[0], all_words[0])  # sample 0 has no padding: the same either way
+
+
+def test_evaluation_choices_are_checked():
+    with pytest.raises(ValueError, match="evaluation"):
+        ACGASegmenter(video_encoder=FEATURES, evaluation="paper", **SMALL)
+    with pytest.raises(ValueError, match="mttr"):
+        ACGASegmenter(
+            video_encoder=FEATURES, evaluation="official_release", metrics_protocol="mttr", **SMALL
+        )
