@@ -249,29 +249,34 @@ def mean_iou(ious: Tensor) -> Tensor:
     return ious.double().mean()
 
 
-def coco_mask_ap(ious: Tensor, scores: Tensor, has_target: Tensor) -> float:
+def coco_mask_ap(
+    ious: Tensor, scores: Tensor, has_target: Tensor, empty_target_is_gt: bool = True
+) -> float:
     """COCO AP@[0.5:0.95] of one scored prediction per sample, equal to pycocotools' ``stats[0]``.
 
     The samples are read as the COCO data set MTTR builds, class-agnostic (``useCats=0``): sample i
     (in the given order) is image i; its prediction is one segm detection with ``scores[i]``; its
-    target is one GT annotation (``iscrowd=0``) when ``has_target[i]``. With one GT and one
-    detection per image, pycocotools' matching reduces to: the detection is a true positive at
-    threshold t iff the image has a GT and ``IoU >= t`` (its rule ``if iou < t: continue``, with
-    t from the same ``np.linspace(0.5, 0.95, 10)``; an IoU exactly at t matches). Ranking is
-    pycocotools' stable sort by descending score, so ties keep the given (image) order.
+    target is one GT annotation (``iscrowd=0``). With one GT and one detection per image,
+    pycocotools' matching reduces to: the detection is a true positive at threshold t iff the
+    image's target is not empty (``has_target[i]``) and ``IoU >= t`` (its rule ``if iou < t:
+    continue``, with t from the same ``np.linspace(0.5, 0.95, 10)``; an IoU exactly at t
+    matches). Ranking is pycocotools' stable sort by descending score, so ties keep the given
+    (image) order.
 
-    Empty target: pycocotools has no notion of an empty mask, so one chooses an encoding. We give
-    the image no GT annotation (``has_target`` False): its detection is a false positive and it
-    adds nothing to the recall denominator, as for any COCO image without objects. (Encoding it
-    instead as a zero-area annotation would add a GT that can never be matched, because
-    pycocotools' IoU against an empty mask is 0.) ``ious`` of such samples are not used.
+    Empty target: MTTR's ground truth (``create_gt_in_coco_format.py``) holds an annotation for
+    every instance listed in the frame, even when its mask is empty (area 0). pycocotools' IoU
+    against an empty mask is 0, so that annotation is never matched: it is a miss, and the
+    image's detection a false positive (``empty_target_is_gt=True``, the default). With
+    ``empty_target_is_gt=False`` such an image has no GT annotation: its detection is still a
+    false positive but it adds nothing to the recall denominator. ``ious`` of such samples are
+    not used.
 
-    Returns NaN when no sample has a target (pycocotools reports -1 there).
+    Returns NaN when there is no GT annotation (pycocotools reports -1 there).
     """
     iou_np = ious.detach().double().cpu().numpy()
     score_np = scores.detach().double().cpu().numpy()
     has_target_np = has_target.detach().cpu().numpy().astype(bool)
-    num_gt = int(np.count_nonzero(has_target_np))
+    num_gt = len(has_target_np) if empty_target_is_gt else int(np.count_nonzero(has_target_np))
     if num_gt == 0:
         return float("nan")
     order = np.argsort(-score_np, kind="mergesort")
