@@ -23,6 +23,7 @@ from acga_lightning.convert import (
     read_official_state,
 )
 from acga_lightning.models.i3d import InceptionI3d
+from acga_lightning.models.video_encoders import PrecomputedEncoder
 from acga_lightning.segmenter import ACGASegmenter
 
 GRID = 8  # the release's grid is 32; 8 keeps the 16G decoder (128 x 128) cheap on a CPU
@@ -249,9 +250,13 @@ def test_unmapped_and_misshaped_keys_are_named(official, tmp_path) -> None:
 def test_bare_i3d_is_refused_with_a_pointer(tmp_path) -> None:
     i3d = InceptionI3d(final_endpoint="Mixed_4f")
     path = tmp_path / "i3d_rgb.pth"
-    torch.save({hassony2_name(k): v for k, v in i3d.Mixed_4f.state_dict().items()}, path)
+    state = {hassony2_name(k): v for k, v in i3d.state_dict().items() if k.startswith("Mixed_4f.")}
+    torch.save(state, path)
     with pytest.raises(ConversionError, match="bare I3D"):
         convert_official_checkpoint(path)
+    # ... and loads as the pointer says, with the port's BatchNorm settings
+    encoder = PrecomputedEncoder(weights=str(path))
+    assert encoder.load_report.format == "hassony2" and encoder.i3d.Mixed_4f.b0.bn.eps == 1e-5
 
 
 def test_cli_converts_and_reads_module_prefix(official, tmp_path, capsys) -> None:
