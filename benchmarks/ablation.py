@@ -51,7 +51,8 @@ PAPER_MAP = {"Baseline": 20.6, "+MRF": 23.1, "+MRF+WBCE": 25.5, "ACGA (+ATT)": 2
 def configurations(width: int) -> dict[str, dict[str, Any]]:
     """Table 3's rows and Gavrilyuk's dynamic filters as (attention, decoder, loss) specs."""
     multires = {"name": "multires", "up_channels": [width // 2, width // 4],
-                "head_widths": [width, width // 2, width // 4]}  # fmt: skip
+                "head_widths": [width, width // 2, width // 4],
+                "up_activation": "relu"}  # fmt: skip
     wbce = {"name": "wbce", "pos_weight": 1.5}
     return {
         "Baseline": {
@@ -78,7 +79,8 @@ def build_model(parts: dict[str, Any], args: argparse.Namespace) -> ACGASegmente
         video_encoder=encoder,
         text_encoder={"name": "word_cnn", "out_channels": args.text_width},
         num_frames=args.frames, frame_size=args.size, lr=args.lr,
-        lr_milestones=[int(args.epochs * 0.75)], compile=False, channels_last=False, **parts,
+        lr_milestones=[int(args.epochs * 0.75)], compile=False, channels_last=False,
+        mask_padding=True, **parts,
     )  # fmt: skip
 
 

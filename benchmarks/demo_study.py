@@ -53,8 +53,10 @@ OLD_DEMO = {
                       "temporal": "early"},
     "text_encoder": "word_cnn",
     "attention": "acga",
-    "decoder": {"name": "multires", "up_channels": [32, 16], "head_widths": [64, 32, 16]},
+    "decoder": {"name": "multires", "up_channels": [32, 16], "head_widths": [64, 32, 16],
+                "up_activation": "relu"},
     "loss": {"name": "wbce", "pos_weight": 1.5},
+    "mask_padding": True,
 }  # fmt: skip
 
 

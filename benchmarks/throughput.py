@@ -77,7 +77,7 @@ def step_function(model: Any, mode: str, bf16: bool, device: str):
             return
         with autocast:
             out = model(**inputs)
-            loss = model.loss(out["logits"], batch["mask"])
+            loss = model.loss(out["logits"][: out["num_decoder_logits"]], batch["mask"])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -16,6 +16,7 @@ import pytest
 
 from acga_lightning.cli import load_config, main
 from acga_lightning.data.toy import write_a2d, write_jhmdb
+from acga_lightning.data.toy_acga_h5 import write_acga_release
 from acga_lightning.registry import parse_spec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -33,7 +34,10 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("configs")
     write_a2d(base / "a2d", num_videos=4, height=64, seed=3)
     write_jhmdb(base / "jhmdb", num_videos=2, height=48, width=64, seed=3)
-    return {"a2d": base / "a2d", "jhmdb": base / "jhmdb", "cache": base / "cache", "base": base}
+    # The official release's h5 layout, at the 64-pixel frame size of TINY (grid 4).
+    write_acga_release(base / "release", frames=2, grid=4, mask_size=64, seed=3)
+    return {"a2d": base / "a2d", "jhmdb": base / "jhmdb", "cache": base / "cache", "base": base,
+            "release": base / "release"}  # fmt: skip
 
 
 def cache_overrides(tiny: dict[str, Path]) -> list[str]:
@@ -54,6 +58,10 @@ def arguments(name: str, tiny: dict[str, Path]) -> list[str]:
         data = ["--data.root", str(root), "--data.toy", toy]
         return ["fit", *config, *FAST, *TINY, *data]
     quiet = ["--trainer.logger", "false"]
+    if name.startswith("acga_release_"):
+        data = ["--data.root", str(tiny["release"])]
+        subcommand = "fit" if load_config(CONFIGS / name).get("test_after_fit") else "test"
+        return [subcommand, *config, *FAST, *TINY, *data, *quiet]
     if name == "jhmdb_eval.yaml":
         root = tiny["jhmdb"]
         data = ["--data.root", str(root), "--data.word_vectors", str(root / "word2vec.bin")]
@@ -66,6 +74,7 @@ def arguments(name: str, tiny: dict[str, Path]) -> list[str]:
 
 def test_every_config_is_tested() -> None:
     assert {"a2d_acga.yaml", "demo.yaml", "jhmdb_eval.yaml"} <= set(RUNNABLE)
+    assert {"acga_release_a2d.yaml", "acga_release_jhmdb.yaml"} <= set(RUNNABLE)
     assert all(not p.name.startswith("_") for p in CONFIGS.glob("*.yaml"))
 
 
@@ -109,3 +118,13 @@ def test_demo_config_is_self_contained() -> None:
     assert "RichProgressBar" in callbacks
     assert not os.path.isabs(config["data"]["root"])
     assert config["time_budget_minutes"] == 10  # the quickstart's promise, on any machine
+
+
+@pytest.mark.parametrize("name", [n for n in RUNNABLE if n.startswith("acga_release_")])
+def test_release_configs_are_the_converted_model(name: str) -> None:
+    from acga_lightning.convert import OFFICIAL_HPARAMS
+
+    model = load_config(CONFIGS / name)["model"]
+    for key, value in OFFICIAL_HPARAMS.items():
+        assert model.get(key, value) == value or parse_spec(model[key]) == parse_spec(value), key
+    assert load_config(CONFIGS / name)["data"]["dataset"] == "acga_h5"

@@ -158,3 +158,80 @@ def test_channels_last_on_cpu_is_opt_in_and_equivalent(on_cpu):
     assert weight.is_contiguous(memory_format=torch.channels_last) is on_cpu
     assert model.channels_last_inputs is on_cpu and not model.compiled
     torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_single_decoder_is_trained_on_its_one_map():
+    # The Baseline: the loss sees R_S only, not the prediction upsampled from it.
+    model = ACGASegmenter(
+        video_encoder=FEATURES, attention="none", decoder="single",
+        loss={"name": "bce", "weights": [1.0]}, **SMALL,
+    )  # fmt: skip
+    batch = make_batch(frames=False)
+    loss, out = model.compute_loss(batch)
+    assert len(out["logits"]) == 2 and out["num_decoder_logits"] == 1
+    small = out["logits"][0]
+    target = torch.nn.functional.interpolate(batch["mask"][:, None], size=small.shape[-2:],
+                                             mode="bilinear", align_corners=False)  # fmt: skip
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(small, target)
+    torch.testing.assert_close(loss, expected)
+
+
+@pytest.mark.parametrize("mask_padding", [False, True])
+def test_padded_words_as_the_official_model_by_default(mask_padding):
+    model = ACGASegmenter(video_encoder=FEATURES, mask_padding=mask_padding, **SMALL).eval()
+    batch = make_batch(frames=False, num_words=6)
+    batch["words"][~batch["word_mask"]] = 0  # padding rows are zero vectors
+    inputs = {k: batch[k] for k in ("words", "features")}
+    with torch.no_grad():
+        given = model(word_mask=batch["word_mask"], **inputs)["logits"][-1]
+        all_words = model(word_mask=torch.ones_like(batch["word_mask"]), **inputs)["logits"][-1]
+    # official: every position is a word (the mask is not used); ours: padding is left out
+    assert torch.equal(given, all_words) != mask_padding
+    assert torch.equal(given[0], all_words[0])  # sample 0 has no padding: the same either way
+
+
+def test_evaluation_choices_are_checked():
+    with pytest.raises(ValueError, match="evaluation"):
+        ACGASegmenter(video_encoder=FEATURES, evaluation="paper", **SMALL)
+    with pytest.raises(ValueError, match="mttr"):
+        ACGASegmenter(
+            video_encoder=FEATURES, evaluation="official_release", metrics_protocol="mttr", **SMALL
+        )
+
+
+def test_checkpoints_from_before_the_official_defaults_load_as_they_were_trained(tmp_path):
+    """No mask_padding in the hyper-parameters: rebuilt with masked padding and ReLU up-blocks."""
+    import pytorch_lightning as pl
+
+    parts = {
+        "video_encoder": {"name": "small3d", "widths": [4, 4, 4, 8], "temporal": "early"},
+        "decoder": {"name": "multires", "up_channels": [4, 4], "head_widths": [4, 4, 4]},
+        "num_frames": 2,
+        "frame_size": 32,
+    }
+    trained = ACGASegmenter(
+        **{**parts, "decoder": {**parts["decoder"], "up_activation": "relu"}}, mask_padding=True
+    )
+    old = {k: v for k, v in dict(trained.hparams).items() if k != "mask_padding"}
+    old["decoder"] = parts["decoder"]  # as an older release saved it: no up_activation
+    path = tmp_path / "old.ckpt"
+    checkpoint = {"state_dict": trained.state_dict(), "hyper_parameters": old,
+                  "pytorch-lightning_version": pl.__version__}  # fmt: skip
+    torch.save(checkpoint, path)
+    with pytest.warns(UserWarning, match="before the official-model defaults"):
+        loaded = ACGASegmenter.load_from_checkpoint(path, map_location="cpu")
+    assert loaded.hparams.mask_padding is True
+    assert loaded.decoder.up_medium.activation == "relu"
+    words = torch.randn(2, 20, 300)
+    word_mask = torch.zeros(2, 20, dtype=torch.bool)
+    word_mask[:, :4] = True
+    frames = torch.rand(2, 3, 2, 32, 32) * 2 - 1
+    with torch.no_grad():
+        want = trained.eval()(words, word_mask, frames)["logits"][-1]
+        got = loaded.eval()(words, word_mask, frames)["logits"][-1]
+    torch.testing.assert_close(got, want)
+    # a current checkpoint is loaded as saved, without the warning
+    checkpoint["hyper_parameters"] = dict(trained.hparams)
+    torch.save(checkpoint, path)
+    current = ACGASegmenter.load_from_checkpoint(path, map_location="cpu")
+    assert current.hparams.mask_padding is True and current.decoder.up_medium.activation == "relu"

@@ -190,3 +190,23 @@ def test_save_png_round_trip(tmp_path):
     image = np.random.default_rng(1).integers(0, 256, (7, 9, 3), dtype=np.uint8)
     path = viz.save_png(image, tmp_path / "a" / "b.png")
     np.testing.assert_array_equal(np.asarray(Image.open(path)), image)
+
+
+@pytest.mark.parametrize("mask_padding", [False, True])
+def test_encode_inputs_sees_the_words_the_forward_sees(mask_padding):
+    from acga_lightning import ACGASegmenter
+
+    features = {"name": "precomputed", "endpoint": "final", "in_channels": 16}
+    model = ACGASegmenter(
+        video_encoder=features, num_frames=4, frame_size=32, mask_padding=mask_padding
+    ).eval()
+    words = torch.randn(2, 5, 300)
+    words[1, 3:] = 0
+    batch = {
+        "features": torch.randn(2, 16, 2, 2),
+        "words": words,
+        "word_mask": torch.tensor([[True] * 5, [True] * 3 + [False] * 2]),
+    }
+    with torch.no_grad():
+        forward = model(**batch)["attention"].sentence
+    torch.testing.assert_close(viz.encode_inputs(model, batch)["sentence"], forward)

@@ -158,6 +158,7 @@ TOOLS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "check-data": _lazy("acga_lightning.data.check", "check_data_main"),
     "cache-features": lambda argv=None: cache_features_main(argv),
     "segment": _lazy("acga_lightning.segment", "segment_main"),
+    "convert-official": _lazy("acga_lightning.convert", "convert_official_main"),
 }
 
 
@@ -219,6 +220,7 @@ SUBCOMMANDS: dict[str, str] = {
     "check-data": "check a data set on disk against its format, naming every fault",
     "cache-features": "compute a config's video-encoder feature cache ahead of training",
     "plugins": "list every registered part (built-in and plug-ins) with its arguments",
+    "convert-official": "convert the official ACGA release's model_best.pth.tar to a checkpoint",
 }
 
 

@@ -21,6 +21,7 @@ from acga_lightning.registry import (
 )
 
 SpecArg = str | dict[str, Any]
+EVALUATIONS = ("restore", "official_release")
 
 
 def predict_foreground(
@@ -48,6 +49,15 @@ class ACGASegmenter(pl.LightningModule):
     may be float32 in [-1, 1] or uint8 pixels (the datamodule's fast path): :meth:`forward`
     normalises uint8 on the model's device, exactly as the readers would have.
 
+    What the model computes follows the official code (``model/acga.py``) unless an option says
+    otherwise. ``mask_padding=False`` (official): every one of the ``N`` word positions is a
+    word, so padded rows (zero word vectors) go through the text encoder's convolution and
+    tanh, VGLA attends over all ``N`` and the sentence feature is the max over all ``N``;
+    ``True`` zeroes padded rows and leaves them out of the attention and the max.
+    ``evaluation="restore"`` maps the probability map back to the frame with the exact inverse
+    of the resize policy and scores it against ``orig_mask``; ``"official_release"`` scores as
+    the official ``report_result`` (:mod:`acga_lightning.metrics.official`).
+
     Run-time switches (how the model runs, not what it computes; applied when fit, test or
     predict starts): ``channels_last`` and ``compile`` on CUDA; ``channels_last_on_cpu`` puts
     the weights channels-last on a CPU too (about 15% faster steps for the demo's small 2-D
@@ -71,6 +81,8 @@ class ACGASegmenter(pl.LightningModule):
         relative_threshold: float = 0.5,
         resize_policy: str = "cover",
         metrics_protocol: str = "acga",
+        mask_padding: bool = False,
+        evaluation: str = "restore",
         num_logged_images: int = 4,
         channels_last: bool = True,
         compile: bool = True,
@@ -87,6 +99,12 @@ class ACGASegmenter(pl.LightningModule):
         if frame_size <= 0 or num_frames <= 0:
             raise ValueError(
                 f"frame_size and num_frames must be positive, got {frame_size}, {num_frames}"
+            )
+        if evaluation not in EVALUATIONS:
+            raise ValueError(f"evaluation: expected one of {EVALUATIONS}, got {evaluation!r}")
+        if evaluation == "official_release" and metrics_protocol == "mttr":
+            raise ValueError(
+                "evaluation 'official_release' scores with the acga protocol, not mttr"
             )
         # The specs are plain data, so the checkpoint alone rebuilds the same model.
         self.save_hyperparameters()
@@ -137,7 +155,10 @@ class ACGASegmenter(pl.LightningModule):
             from acga_lightning.metrics import ReferringSegmentationMetrics
         except ImportError:  # pragma: no cover - only while the metrics package is absent
             return None
-        return ReferringSegmentationMetrics(protocol=self.hparams.metrics_protocol)
+        protocol = self.hparams.metrics_protocol
+        if self.hparams.get("evaluation") == "official_release":
+            protocol = "acga_release"
+        return ReferringSegmentationMetrics(protocol=protocol)
 
     # ----------------------------------------------------------------------------- model
     def forward(
@@ -148,6 +169,10 @@ class ACGASegmenter(pl.LightningModule):
         features: torch.Tensor | None = None,
     ) -> dict[str, Any]:
         """Logits for a batch: ``{"logits": [coarse, ..., (B, 1, S, S)], "attention": ...}``.
+
+        When the decoder's finest map is not at the frame size, its bilinear resize is appended
+        to ``logits`` as the prediction; ``num_decoder_logits`` counts the decoder's own maps,
+        the ones the loss sees.
 
         ``frames``: float (B, 3, T, S, S) in [-1, 1], or uint8 pixels, normalised here.
         """
@@ -161,6 +186,8 @@ class ACGASegmenter(pl.LightningModule):
 
             frames = normalise_frames(frames).to(self.dtype)  # (B, 3, T, S, S)
         word_mask = word_mask.bool()
+        if not self.hparams.get("mask_padding", False):
+            word_mask = torch.ones_like(word_mask)  # the official model: all N positions are words
         if self.channels_last_inputs and frames is not None:
             frames = frames.contiguous(memory_format=torch.channels_last_3d)
         visual = self.video_encoder(frames=frames, features=features)  # (B, C_v, G, G)
@@ -168,12 +195,13 @@ class ACGASegmenter(pl.LightningModule):
         attended: AttentionOutput = self.attention(visual, text, word_mask)
         logits = self.decoder(attended.visual, attended.text, attended.sentence)
         size = (self.hparams.frame_size, self.hparams.frame_size)
+        num_decoder_logits = len(logits)
         if tuple(logits[-1].shape[-2:]) != size:
             final = nn.functional.interpolate(
                 logits[-1], size=size, mode="bilinear", align_corners=False
             )
             logits = [*logits, final]
-        return {"logits": logits, "attention": attended}
+        return {"logits": logits, "attention": attended, "num_decoder_logits": num_decoder_logits}
 
     def _forward_batch(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         return self(
@@ -193,10 +221,18 @@ class ACGASegmenter(pl.LightningModule):
 
         The probability map is mapped back to the original frame with the exact inverse of the
         resize policy, then thresholded at ``relative_threshold`` x its per-sample maximum.
-        Returns the masks and a confidence score per sample (the maximum probability).
+        Returns the masks and a confidence score per sample (the maximum probability). With
+        ``evaluation="official_release"`` the masks are made as the official evaluation makes
+        them (threshold at the model's resolution, then the official resize-and-crop), so what
+        ``predict`` writes is what ``test`` scores.
         """
         probabilities = torch.sigmoid(logits.float())[:, 0]  # (B, S, S)
         peaks = probabilities.flatten(1).amax(dim=1)  # (B,)
+        if orig_sizes is not None and self.hparams.get("evaluation") == "official_release":
+            from acga_lightning.metrics.official import official_release_predictions
+
+            masks = official_release_predictions(logits, orig_sizes)
+            return [m.to(logits.device) for m in masks], peaks
         if orig_sizes is None:
             return list(predict_foreground(probabilities, self.hparams.relative_threshold)), peaks
         from acga_lightning.data.resize import restore_mask
@@ -211,7 +247,7 @@ class ACGASegmenter(pl.LightningModule):
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
         """The loss of a batch against its ``mask`` targets, with the forward outputs."""
         out = self._forward_batch(batch)
-        return self.loss(out["logits"], batch["mask"]), out
+        return self.loss(out["logits"][: out["num_decoder_logits"]], batch["mask"]), out
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         loss, _ = self.compute_loss(batch)
@@ -227,7 +263,14 @@ class ACGASegmenter(pl.LightningModule):
         batch_size = batch["words"].shape[0]
         self.log(f"{stage}/loss", loss, batch_size=batch_size, sync_dist=True)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
-        if metrics is not None and "orig_mask" in batch:
+        if metrics is not None and self.hparams.get("evaluation") == "official_release":
+            from acga_lightning.metrics.official import official_release_masks
+
+            preds, targets = official_release_masks(
+                out["logits"][-1], batch["mask"], batch["orig_size"]
+            )
+            metrics.update(preds, targets, sample_ids=batch.get("sample_id"))
+        elif metrics is not None and "orig_mask" in batch:
             preds, scores = self.predict_masks(out["logits"][-1], batch["orig_size"])
             targets = [torch.as_tensor(m, device=self.device).bool() for m in batch["orig_mask"]]
             sample_ids = batch.get("sample_id")
@@ -261,6 +304,29 @@ class ACGASegmenter(pl.LightningModule):
                 "exp_id", "frame_name")  # fmt: skip
         return {"masks": masks, "scores": scores, **{k: batch[k] for k in keys if k in batch}}
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """Lightning's ``load_from_checkpoint``, rebuilding older checkpoints as they were trained.
+
+        Checkpoints written before the official model became the default (their
+        hyper-parameters have no ``mask_padding``) were trained with padded words masked and
+        ReLUs in the ``multires`` up-blocks: they are rebuilt with ``mask_padding=True`` and
+        ``up_activation: relu`` (with a warning), unless ``kwargs`` set those themselves.
+        """
+        overrides = legacy_overrides(peek_hyperparameters(checkpoint_path))
+        for key, value in overrides.items():
+            kwargs.setdefault(key, value)
+        if overrides:
+            import warnings
+
+            warnings.warn(
+                f"{checkpoint_path}: written before the official-model defaults; rebuilt as it "
+                f"was trained with {sorted(overrides)} set ({overrides})",
+                UserWarning,
+                stacklevel=2,
+            )
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
     def configure_callbacks(self) -> list[pl.Callback]:
         """Atomic checkpoint writes in every run of this model (never a torn ``last.ckpt``)."""
         from acga_lightning.checkpointing import AtomicCheckpoints
@@ -292,3 +358,29 @@ def build_part(kind: str, spec: Spec, **injected: Any) -> Any:
     from acga_lightning.registry import REGISTRIES
 
     return REGISTRIES[kind].build(spec, **injected)
+
+
+def peek_hyperparameters(checkpoint_path: Any) -> dict[str, Any] | None:
+    """A local checkpoint's ``hyper_parameters`` (memory-mapped: the weights are not read), or
+    None where the path is not a local file or holds none."""
+    import os
+
+    if not isinstance(checkpoint_path, str | os.PathLike) or not os.path.isfile(checkpoint_path):
+        return None
+    try:
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", mmap=True, weights_only=False)
+    except Exception:  # Lightning's own load then reports the file properly
+        return None
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    return dict(hparams) if isinstance(hparams, Mapping) else None
+
+
+def legacy_overrides(hparams: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The settings an older checkpoint (no ``mask_padding`` saved) was trained with."""
+    if not hparams or "mask_padding" in hparams:
+        return {}
+    overrides: dict[str, Any] = {"mask_padding": True}
+    decoder = spec_to_dict(hparams.get("decoder", "multires"))
+    if decoder["name"] == "multires" and "up_activation" not in decoder:
+        overrides["decoder"] = {**decoder, "up_activation": "relu"}
+    return overrides

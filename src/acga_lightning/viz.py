@@ -292,7 +292,10 @@ def lgva_attention(lgva: nn.Module, visual: torch.Tensor, sentence: torch.Tensor
 @torch.no_grad()
 def encode_inputs(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """What a segmenter's attention sees for a batch: ``visual`` F_V ``(B, C_v, G, G)``,
-    ``text`` F_T ``(B, N, D)``, ``word_mask`` ``(B, N)`` and ``sentence`` ``(B, D)``."""
+    ``text`` F_T ``(B, N, D)``, ``word_mask`` ``(B, N)`` and ``sentence`` ``(B, D)``.
+
+    As the segmenter's forward: unless its ``mask_padding`` is set, every word position counts
+    (``word_mask`` all True), as in the official model."""
     from acga_lightning.data.resize import normalise_frames
     from acga_lightning.models.attention import sentence_feature
 
@@ -305,6 +308,9 @@ def encode_inputs(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch
         features=None if features is None else features.to(device),
     )
     word_mask = batch["word_mask"].to(device).bool()
+    hparams = getattr(model, "hparams", None)
+    if hparams is not None and not hparams.get("mask_padding", False):
+        word_mask = torch.ones_like(word_mask)
     text = model.text_encoder(batch["words"].to(device), word_mask)
     return {
         "visual": visual,

@@ -14,41 +14,17 @@ from torch.utils.data import DataLoader
 from acga_lightning.data.acga_h5 import ACGAPreprocessed
 from acga_lightning.data.collate import collate_samples
 from acga_lightning.data.resize import restore_mask
+from acga_lightning.data.toy_acga_h5 import DEFAULT_SIZES, write_acga_release
 
 C = 8  # the real release has 528 Mixed_4e channels; the reader does not care, tests stay tiny
-SIZES = {"train": [(320, 428), (320, 570), (240, 320)], "test": [(320, 480), (64, 64)]}
+SIZES = DEFAULT_SIZES
 
 
 def write_release(root: Path, singleton: bool, text_by_split: bool) -> dict[str, dict]:
     """Write the release's five files for both splits; return what was written."""
-    rng = np.random.default_rng(0)
-    written: dict[str, dict] = {}
-    with (
-        h5py.File(root / "video_rgb_iccv.h5", "w") as fv,
-        h5py.File(root / "txt.h5", "w") as ft,
-        h5py.File(root / "mask.h5", "w") as fm,
-    ):
-        for split, sizes in SIZES.items():
-            n = len(sizes)
-            shape = (n, 1, C, 4, 32, 32) if singleton else (n, C, 4, 32, 32)
-            feats = rng.standard_normal(shape).astype(np.float16)
-            words = np.zeros((n, 20, 300), np.float32)
-            for i in range(n):
-                words[i, : 3 + i] = rng.standard_normal((3 + i, 300))
-            large = np.zeros((n, 512, 512), np.uint8)
-            for i in range(n):
-                large[i, 100 + 20 * i : 300, 50:400] = 1
-            fv[split] = feats
-            if text_by_split:
-                ft[split] = words
-            elif split == "test":
-                ft["txt"] = words
-            for name, s in (("large", 512), ("medium", 128), ("small", 32)):
-                fm[f"{split}/{name}"] = large[:, :: 512 // s, :: 512 // s]
-            written[split] = {"features": feats, "words": words, "large": large}
-            rows = [f"vid{i}_{split},{h},{w},{i + 1}" for i, (h, w) in enumerate(sizes)]
-            (root / f"{split}.txt").write_text("\n".join(rows) + "\n")
-    return written
+    return write_acga_release(
+        root, SIZES, channels=C, singleton=singleton, text_by_split=text_by_split
+    )
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["singleton_axis", "plain"])

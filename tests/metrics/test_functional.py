@@ -178,7 +178,7 @@ def test_coco_ap_equals_pycocotools_on_rle_masks(seed: int) -> None:
     if seed == 3:
         scores = [1.0] * len(scores)  # the default: every score tied
     ours = figures(preds, targets, scores, protocol="mttr")["map"]
-    assert ours == pycocotools_ap(preds, targets, scores)
+    assert ours == pycocotools_ap(preds, targets, scores, empty_target_as_annotation=True)
 
 
 def test_coco_ap_counts_iou_exactly_at_each_threshold_as_a_match_like_pycocotools() -> None:
@@ -199,17 +199,24 @@ def test_coco_ap_tie_order_follows_sample_order_like_pycocotools() -> None:
     assert first_hit > first_miss
 
 
-def test_empty_target_is_no_gt_in_coco_ap() -> None:
-    # The empty target's detection is a false positive; a zero-area GT would also count a miss.
+def test_empty_target_is_a_missed_gt_in_coco_ap_as_in_mttr() -> None:
+    # MTTR's ground truth lists every instance of the frame, empty masks too (area 0): a GT that
+    # is never matched. Without that annotation the empty target's detection is only a false
+    # positive and the AP is higher.
     preds, targets = ratio_masks([(10, 10), (0, 5)])
     targets[1][:] = False
     scores = [0.4, 0.9]
     ours = figures(preds, targets, scores, "mttr")["map"]
-    assert ours == pycocotools_ap(preds, targets, scores)
-    as_annotation = pycocotools_ap(preds, targets, scores, empty_target_as_annotation=True)
-    assert as_annotation < ours
+    assert ours == pycocotools_ap(preds, targets, scores, empty_target_as_annotation=True)
+    ious, scores_t = torch.tensor([1.0, 1.0]), torch.tensor(scores)
+    has_target = torch.tensor([True, False])
+    no_annotation = F.coco_mask_ap(ious, scores_t, has_target, empty_target_is_gt=False)
+    assert no_annotation == pycocotools_ap(preds, targets, scores)
+    assert ours < no_annotation
     only_empty = figures(preds[1:], targets[1:], [0.9], "mttr")["map"]
-    assert np.isnan(only_empty) and pycocotools_ap(preds[1:], targets[1:], [0.9]) == -1
+    assert only_empty == 0.0
+    assert pycocotools_ap(preds[1:], targets[1:], [0.9], empty_target_as_annotation=True) == 0.0
+    assert np.isnan(F.coco_mask_ap(ious[1:], scores_t[1:], has_target[1:], False))
 
 
 def test_deduplicate_keeps_one_record_per_id_independent_of_order() -> None:

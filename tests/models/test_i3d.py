@@ -184,7 +184,22 @@ def test_load_hassony2_wrapped_with_module_prefix(
     report = load_i3d_weights(model, path)
     assert report.format == "hassony2"
     assert "logits.conv3d.weight" in report.ignored
+    # hassony2's port keeps PyTorch's BatchNorm defaults: the loader gives the module those
+    bn = model.Mixed_4f.b1b.bn
+    assert (bn.eps, bn.momentum, model.batchnorm) == (1e-5, 0.1, "hassony2")
+    assert not torch.allclose(model(clip), source_output, rtol=0, atol=1e-5)
+    source_model.set_batchnorm("hassony2")
+    try:
+        with torch.no_grad():
+            expected = source_model(clip)
+    finally:
+        source_model.set_batchnorm("piergiaj")
+    torch.testing.assert_close(model(clip), expected, rtol=0, atol=0)
+    # an explicit convention wins over the file's
+    load_i3d_weights(model, path, batchnorm="piergiaj")
     torch.testing.assert_close(model(clip), source_output, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="batchnorm"):
+        load_i3d_weights(model, path, batchnorm="tf")
 
 
 def test_mixed_4f_only_module_takes_its_block(source_model, tmp_path) -> None:

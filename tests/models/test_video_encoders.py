@@ -222,3 +222,26 @@ def test_i3d_r50_maps_frames_to_pytorchvideo_normalisation() -> None:
     encoder(frames=frames)
     expected = (torch.tensor([0.0, 0.5, 1.0]) - 0.45) / 0.225
     torch.testing.assert_close(seen[0][0, :, 0, 0, 0], expected)
+
+
+@pytest.mark.parametrize("name", ["i3d", "precomputed"])
+def test_batchnorm_follows_the_weights_unless_given(name: str, i3d_weights) -> None:
+    def eps(encoder: torch.nn.Module) -> float:
+        return encoder.i3d.Mixed_4f.b0.bn.eps
+
+    assert eps(small(name)) == 1e-3  # piergiaj's without weights
+    assert eps(small(name, weights=i3d_weights)) == 1e-3  # a piergiaj file
+    assert eps(small(name, batchnorm="hassony2")) == 1e-5  # the official code's port
+    assert eps(small(name, weights=i3d_weights, batchnorm="hassony2")) == 1e-5
+    with pytest.raises(ValueError, match="batchnorm"):
+        small(name, batchnorm="tensorflow")
+
+
+def test_cache_signature_names_a_non_default_batchnorm() -> None:
+    torch.manual_seed(0)
+    piergiaj = small("i3d").cache_signature()
+    torch.manual_seed(0)
+    hassony2 = small("i3d", batchnorm="hassony2").cache_signature()
+    assert "batchnorm" not in piergiaj  # fingerprints of existing caches stay as they were
+    assert hassony2["batchnorm"] == "hassony2"
+    assert hassony2["prefix_sha256"] == piergiaj["prefix_sha256"]  # eps is not in the state

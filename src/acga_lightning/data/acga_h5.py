@@ -12,8 +12,9 @@ Files under ``root`` (DESIGN.md 4):
   ``""`` and ``frame_idx``/``instance_id`` are -1.
 
 ``orig_mask`` is the large mask mapped back to the original size with
-:func:`~acga_lightning.data.resize.restore_mask` (the scoring of ACGA's code: against the stored
-512 mask resized back, not the original annotation). The h5 files are opened lazily in each
+:func:`~acga_lightning.data.resize.restore_mask` (the release holds no original annotation).
+``ACGASegmenter(evaluation="official_release")`` scores as the official code instead, from the
+512 ``mask`` (:mod:`acga_lightning.metrics.official`). The h5 files are opened lazily in each
 process (after a DataLoader fork the handles are reopened) and only one row is read per sample.
 """
 

@@ -10,6 +10,9 @@ Conventions, shared by both protocols unless stated:
 - ``acga`` protocol (ACGA, Gavrilyuk et al., CMPC-V, LBDT): P@K counts ``IoU >= K``; "mAP 0.5:0.95"
   is the mean of P@K over K = 0.50, 0.55, ..., 0.95, written as exact decimals (an IoU of exactly
   11/20 passes K = 0.55).
+- ``acga_release`` protocol (the official ACGA code's ``report_result``): as ``acga``, with the
+  per-sample IoU computed as ``(I + 1e-6) / (U + 1e-6)`` (it differs from ``I / U`` by less than
+  1e-11 and never across a threshold, but it is what that code computes).
 - ``mttr`` protocol (MTTR, ReferFormer): P@K counts ``IoU > K``; "mAP" is COCO AP@0.5:0.95 as
   pycocotools computes it (see :func:`coco_mask_ap` for how samples become a COCO data set).
 
@@ -54,7 +57,8 @@ __all__ = [
     "renamed_metric",
 ]
 
-PROTOCOLS = ("acga", "mttr")
+PROTOCOLS = ("acga", "acga_release", "mttr")
+RELEASE_SMOOTH = 1e-6  # report_result's epsilon in (I + eps) / (U + eps)
 REPORTED_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 ACGA_MAP_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 
@@ -286,29 +290,34 @@ def mean_iou(ious: Tensor) -> Tensor:
     return ious.double().mean()
 
 
-def coco_mask_ap(ious: Tensor, scores: Tensor, has_target: Tensor) -> float:
+def coco_mask_ap(
+    ious: Tensor, scores: Tensor, has_target: Tensor, empty_target_is_gt: bool = True
+) -> float:
     """COCO AP@[0.5:0.95] of one scored prediction per sample, equal to pycocotools' ``stats[0]``.
 
     The samples are read as the COCO data set MTTR builds, class-agnostic (``useCats=0``): sample i
     (in the given order) is image i; its prediction is one segm detection with ``scores[i]``; its
-    target is one GT annotation (``iscrowd=0``) when ``has_target[i]``. With one GT and one
-    detection per image, pycocotools' matching reduces to: the detection is a true positive at
-    threshold t iff the image has a GT and ``IoU >= t`` (its rule ``if iou < t: continue``, with
-    t from the same ``np.linspace(0.5, 0.95, 10)``; an IoU exactly at t matches). Ranking is
-    pycocotools' stable sort by descending score, so ties keep the given (image) order.
+    target is one GT annotation (``iscrowd=0``). With one GT and one detection per image,
+    pycocotools' matching reduces to: the detection is a true positive at threshold t iff the
+    image's target is not empty (``has_target[i]``) and ``IoU >= t`` (its rule ``if iou < t:
+    continue``, with t from the same ``np.linspace(0.5, 0.95, 10)``; an IoU exactly at t
+    matches). Ranking is pycocotools' stable sort by descending score, so ties keep the given
+    (image) order.
 
-    Empty target: pycocotools has no notion of an empty mask, so one chooses an encoding. We give
-    the image no GT annotation (``has_target`` False): its detection is a false positive and it
-    adds nothing to the recall denominator, as for any COCO image without objects. (Encoding it
-    instead as a zero-area annotation would add a GT that can never be matched, because
-    pycocotools' IoU against an empty mask is 0.) ``ious`` of such samples are not used.
+    Empty target: MTTR's ground truth (``create_gt_in_coco_format.py``) holds an annotation for
+    every instance listed in the frame, even when its mask is empty (area 0). pycocotools' IoU
+    against an empty mask is 0, so that annotation is never matched: it is a miss, and the
+    image's detection a false positive (``empty_target_is_gt=True``, the default). With
+    ``empty_target_is_gt=False`` such an image has no GT annotation: its detection is still a
+    false positive but it adds nothing to the recall denominator. ``ious`` of such samples are
+    not used.
 
-    Returns NaN when no sample has a target (pycocotools reports -1 there).
+    Returns NaN when there is no GT annotation (pycocotools reports -1 there).
     """
     iou_np = ious.detach().double().cpu().numpy()
     score_np = scores.detach().double().cpu().numpy()
     has_target_np = has_target.detach().cpu().numpy().astype(bool)
-    num_gt = int(np.count_nonzero(has_target_np))
+    num_gt = len(has_target_np) if empty_target_is_gt else int(np.count_nonzero(has_target_np))
     if num_gt == 0:
         return float("nan")
     order = np.argsort(-score_np, kind="mergesort")
@@ -360,7 +369,10 @@ def referring_segmentation_metrics(
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    ious = iou(intersection, union)
+    if protocol == "acga_release":
+        ious = (intersection.double() + RELEASE_SMOOTH) / (union.double() + RELEASE_SMOOTH)
+    else:
+        ious = iou(intersection, union)
     strict = protocol == "mttr"
     result = {
         precision_key(k): float(v)
@@ -368,7 +380,7 @@ def referring_segmentation_metrics(
             REPORTED_THRESHOLDS, precision_at(ious, REPORTED_THRESHOLDS, strict=strict), strict=True
         )
     }
-    if protocol == "acga":
+    if protocol in ("acga", "acga_release"):
         result["map"] = float(acga_map(ious))
     else:
         scores = torch.ones_like(ious) if scores is None else scores

