@@ -15,7 +15,11 @@ from acga_lightning.cli import main
 from acga_lightning.convert import build_official_model, save_lightning_checkpoint
 from acga_lightning.data.acga_h5 import ACGAPreprocessed
 from acga_lightning.data.toy_acga_h5 import write_acga_release
-from acga_lightning.metrics.official import official_release_masks, resize_and_crop
+from acga_lightning.metrics.official import (
+    official_release_masks,
+    official_release_predictions,
+    resize_and_crop,
+)
 
 MASK = 64  # model frame size (grid 4) so that the model runs in a moment on a CPU
 # portrait, landscape, square, odd differences between the sides (crop offsets that round)
@@ -130,3 +134,26 @@ def test_acga_test_scores_as_report_result(release, tmp_path, monkeypatch) -> No
     assert logged["num_samples"] == len(TEST_SIZES)
     for key, value in expected.items():
         assert logged[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_acga_predict_writes_the_masks_the_official_evaluation_scores(release, tmp_path) -> None:
+    import csv
+
+    from acga_lightning.prediction import read_mask
+
+    root, ckpt, model = release
+    config = Path(__file__).resolve().parents[2] / "configs" / "acga_release_a2d.yaml"
+    out = tmp_path / "pred"
+    args = ["predict", "--config", str(config), "--ckpt_path", str(ckpt), "--data.root", str(root)]
+    args += ["--data.frame_size", str(MASK), "--data.num_frames", "4", "--data.batch_size", "3"]
+    main([*args, *FAST, "--predictions_dir", str(out)])
+    logits, _, sizes = forward(model, ACGAPreprocessed(root, "test"))
+    expected = official_release_predictions(torch.from_numpy(logits)[:, None], sizes)
+    with open(out / "scores.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    data = ACGAPreprocessed(root, "test")
+    order = {int(data[i]["sample_id"]): i for i in range(len(data))}
+    assert sorted(order) == sorted(int(r["sample_id"]) for r in rows)
+    for row in rows:
+        mask = read_mask(out / row["mask"])
+        assert np.array_equal(mask, expected[order[int(row["sample_id"])]].numpy())
