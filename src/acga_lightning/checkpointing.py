@@ -155,6 +155,55 @@ class AtomicCheckpoints(Callback):
                 remove_stale_temp_files(dirpath)
 
 
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` follows every save point, not only the best.
+
+    Lightning 2.6 refreshes ``last.ckpt`` at an epoch's end only when a top-k checkpoint is
+    saved at the same step, i.e. when the monitored metric improved: a run that stopped
+    improving at epoch 18 of 30 kept epoch 18 in ``last.ckpt``, and a resume lost every epoch
+    since. Here ``last.ckpt`` is written at every point where the parent considers saving
+    (each epoch's end, or validation end, or ``every_n_train_steps``), whether or not the
+    metric improved; the best checkpoint stays its own file. Same arguments as the parent.
+    """
+
+    _last_saved_at: int | None = None
+
+    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        if self.save_last:
+            self._last_saved_at = trainer.global_step
+
+    def _refresh_last(self, trainer: pl.Trainer) -> None:
+        if self.save_last and self._last_saved_at != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        due = not self._should_skip_saving_checkpoint(trainer) and (
+            self._should_save_on_train_epoch_end(trainer)
+        )
+        super().on_train_epoch_end(trainer, pl_module)
+        if due:
+            self._refresh_last(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        due = not self._should_skip_saving_checkpoint(trainer) and not (
+            self._should_save_on_train_epoch_end(trainer)
+        )
+        super().on_validation_end(trainer, pl_module)
+        if due:
+            self._refresh_last(trainer)
+
+    def _ModelCheckpoint__warn_if_dir_not_empty(self, dirpath: Any) -> None:
+        # A resumed run writes into its own folder again: not worth the parent's warning.
+        if getattr(self, "_resuming", False):
+            return
+        getattr(super(), "_ModelCheckpoint__warn_if_dir_not_empty")(dirpath)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._resuming = bool(trainer.ckpt_path)
+        super().setup(trainer, pl_module, stage)
+
+
 def mid_epoch_checkpoint(
     dirpath: str | os.PathLike | None = None, every_n_train_steps: int = 100
 ) -> ModelCheckpoint:
