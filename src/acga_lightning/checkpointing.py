@@ -156,7 +156,7 @@ class AtomicCheckpoints(Callback):
 
 
 class BestAndLastCheckpoint(ModelCheckpoint):
-    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` follows every save point, not only the best.
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` is refreshed at every save point.
 
     Lightning 2.6 refreshes ``last.ckpt`` at an epoch's end only when a top-k checkpoint is
     saved at the same step, i.e. when the monitored metric improved: a run that stopped
@@ -197,7 +197,7 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         # A resumed run writes into its own folder again: not worth the parent's warning.
         if getattr(self, "_resuming", False):
             return
-        getattr(super(), "_ModelCheckpoint__warn_if_dir_not_empty")(dirpath)
+        super()._ModelCheckpoint__warn_if_dir_not_empty(dirpath)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._resuming = bool(trainer.ckpt_path)
@@ -227,3 +227,35 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
         raise ValueError(f"{path}: truncated or corrupt checkpoint ({err})") from err
+
+
+def check_checkpoint_file(path: str | os.PathLike) -> None:
+    """Fail fast, naming ``path``, when it cannot be a checkpoint (missing, truncated, text).
+
+    Reads only the zip directory at the file's end (``torch.save``'s format), so it costs
+    milliseconds where loading costs the whole file; the old pickle format is let through.
+    """
+    import zipfile
+
+    from acga_lightning.errors import ConfigError
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"ckpt_path: checkpoint file not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path: {path} is not a file")
+    try:
+        with path.open("rb") as f:
+            head = f.read(2)
+        if head[:1] == b"\x80":  # torch.save(..., _use_new_zipfile_serialization=False)
+            return
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile) as err:
+        size = path.stat().st_size if path.exists() else 0
+        raise ConfigError(
+            f"ckpt_path: {path} is not a readable PyTorch checkpoint (truncated, or not a "
+            f"checkpoint file; {size} bytes): {err}"
+        ) from err
+    if not any(name.endswith("data.pkl") for name in names):
+        raise ConfigError(f"ckpt_path: {path} is a zip file but not a PyTorch checkpoint")

@@ -207,6 +207,12 @@ class ACGALightningCLI(LightningCLI):
         return self.config[self.subcommand] if self.subcommand else self.config
 
     def before_instantiate_classes(self) -> None:
+        ckpt_path = self._settings().get("ckpt_path")
+        special = ckpt_path in ("last", "best", "hpc") or "registry" in str(ckpt_path)
+        if ckpt_path and not special and "://" not in str(ckpt_path):
+            from acga_lightning.checkpointing import check_checkpoint_file
+
+            check_checkpoint_file(ckpt_path)  # before minutes of model build and indexing
         threads = self._settings().get("torch_threads")
         if threads is not None:
             if threads < 1:
@@ -230,6 +236,14 @@ class ACGALightningCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._check()
+        from acga_lightning.resume import RunRecord, resolve_last
+
+        self.trainer.callbacks.append(RunRecord())
+        if self.config_init[self.subcommand].get("ckpt_path") == "last":
+            path, notice = resolve_last(self.trainer)
+            self.config_init[self.subcommand]["ckpt_path"] = str(path) if path else None
+            if self.trainer.is_global_zero:
+                print(notice, file=sys.stderr)
         minutes = self._settings().get("time_budget_minutes")
         if minutes is not None:
             from acga_lightning.time_budget import TimeBudget
