@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 import torch
 
@@ -54,3 +57,15 @@ def test_last_checkpoint_holds_the_final_epoch_when_the_metric_stops_improving(t
         assert last["epoch"] == 3 and last["global_step"] == 16
     else:  # Lightning's own: the reason for the subclass (fails once Lightning changes it)
         assert last["epoch"] < 3
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_checkpoints_honour_the_umask(tmp_path, umask):
+    from acga_lightning.checkpointing import atomic_torch_save
+
+    previous = os.umask(umask)
+    try:
+        path = atomic_torch_save({"w": torch.zeros(2)}, tmp_path / "last.ckpt")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
