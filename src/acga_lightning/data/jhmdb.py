@@ -21,7 +21,6 @@ last mask are still real frames). The index is small (one ``whosmat`` per video)
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from pathlib import Path
@@ -44,6 +43,7 @@ from acga_lightning.data.sample import (
 )
 from acga_lightning.data.video import clip_indices
 from acga_lightning.data.words import WordStats, load_word_vectors, query_stats
+from acga_lightning.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ FRAMES = "Rename_Images"
 MASKS = "puppet_mask"
 
 
-class JHMDBSampleError(ValueError):
+class JHMDBSampleError(DataError):
     """A bad sample in strict mode; the message names the file."""
 
 
@@ -186,12 +186,24 @@ class JHMDBSentences(Dataset):
                     num_annotated=min(t_m, len(pngs)))  # fmt: skip
 
     def _read_annotations(self) -> list[tuple[str, str]]:
+        """``(video_id, query)`` rows; read as the A2D files are (BOM, blank lines, commas)."""
+        from acga_lightning.data.a2d_fields import FieldError, read_csv_rows
+
         path = self.root / ANNOTATION
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames != ["video_id", "query"]:
-                raise ValueError(f"{path}: header {reader.fieldnames}, expected video_id,query")
-            return [(r["video_id"].strip(), normalise_query(r["query"] or "")) for r in reader]
+        try:
+            rows = read_csv_rows(path)
+        except FieldError as err:
+            raise JHMDBSampleError(err.message) from err
+        header = [c.strip() for c in rows[0][1]] if rows else []
+        if header != ["video_id", "query"]:
+            raise JHMDBSampleError(f"{path}: header {header}, expected video_id,query")
+        out = []
+        for line, row in rows[1:]:
+            if len(row) < 2:
+                self._fail("bad_annotation_row", f"{path}:{line}: expected 2 columns, got {row}")
+                continue
+            out.append((row[0].strip(), normalise_query(",".join(row[1:]))))
+        return out
 
     def _uniform_index(self, k: int) -> list[dict[str, Any]]:
         frame_dirs = {p.name: p for p in (self.root / FRAMES).glob("*/*") if p.is_dir()}
