@@ -220,6 +220,11 @@ class _IndexBuilder:
                 self.faults.add("duplicate_instance_id", str(path))
             if num_masks > len(instances):
                 self.faults.add("extra_masks", str(path))
+            elif num_masks < len(instances):  # which mask is whose cannot be known
+                self.fail(
+                    "missing_mask", f"{path}: {len(instances)} instances but {num_masks} masks"
+                )
+                continue
             for instance_id, query in queries:
                 if instance_id not in instances:
                     continue

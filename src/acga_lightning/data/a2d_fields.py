@@ -141,6 +141,8 @@ def read_h5_frame(path: Path) -> H5Frame:
             dset = f["reMask"]
             shape, dtype = dset.shape, dset.dtype
             values = dset[()] if dtype.kind == "f" else None
+    except FieldError:
+        raise
     except (OSError, ValueError, TypeError) as err:
         raise FieldError("corrupt_h5", f"{path}: cannot read: {err}") from err
     if not np.all(np.isfinite(ids)) or np.any(ids != np.round(ids)) or np.any(ids < 0):

@@ -171,14 +171,14 @@ def _check_queries(root: Path, listed: set[str], report: CheckReport) -> dict[st
         if len(row) > 3:
             report.warn("unquoted_commas", where, f"{vid}: query with unquoted commas (read whole)")
         key = (vid, inst, normalise_query(query))
-        if key in seen and _is_int(inst):
+        if key in seen and inst.isdigit():
             report.error("duplicate_query", where, f"{vid} instance {inst}: the same query again")
             continue
         seen.add(key)
         if inst == "1 (copy)":
             report.warn("copy_row", where, f"{vid}: instance_id '1 (copy)' (known; dropped)")
-        elif not _is_int(inst):
-            report.error("csv_field", where, f"{vid}: non-integer instance_id {inst!r}")
+        elif not inst.isdigit():
+            report.error("csv_field", where, f"{vid}: instance_id {inst!r} is not a whole number")
         elif not tokenize(query):
             report.error("empty_query", where, f"{vid} instance {inst}: empty query")
         elif vid not in listed:
