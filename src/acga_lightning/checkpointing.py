@@ -82,6 +82,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
             raise OSError(
                 err.errno, f"could not write checkpoint {path}: {err.strerror or err}"
             ) from err
+        if isinstance(err, RuntimeError) and "inline_container" in str(err):
+            # torch's zip writer reports a failed write (a full disk) as "unexpected pos"
+            raise OSError(
+                f"could not write checkpoint {path} (disk full?): {str(err).splitlines()[0]}"
+            ) from err
         raise
     _fsync_dir(path.parent)
     return path
