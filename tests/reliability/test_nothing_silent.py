@@ -59,7 +59,11 @@ def fit_args(root: Path, *extra: str) -> list[str]:
 
 
 def test_fit_without_training_samples_fails_naming_the_split(toy, monkeypatch, capsys):
-    (toy / "Release/videoset.csv").write_text("")
+    (toy / "Release/videoset.csv").write_text("")  # every query's video is now unknown
+    with pytest.raises(DataError, match=r"toy train split of .*toy is empty: every sample was "
+                       r"skipped \(\{'unknown_video': \d+\}\)"):  # fmt: skip
+        main(fit_args(toy))
+    (toy / "text_annotations/a2d_annotation.txt").write_text("video_id,instance_id,query\n")
     with pytest.raises(DataError, match=r"toy train split of .*toy is empty: the data lists none"):
         main(fit_args(toy))
     code, err = console(monkeypatch, capsys, *fit_args(toy))
