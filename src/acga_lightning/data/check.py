@@ -290,15 +290,17 @@ def _mask_shape(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
 
 
 def _check_jhmdb_video(root: Path, vid: str, report: CheckReport) -> None:
+    from acga_lightning.data.jhmdb import video_problem
+
     dirs = [p for p in (root / "Rename_Images").glob(f"*/{vid}") if p.is_dir()]
     if len(dirs) != 1:
         report.error("missing_video" if not dirs else "ambiguous_video", root / "Rename_Images",
                      f"{vid}: {len(dirs)} frame folders")  # fmt: skip
         return
     pngs = sorted(dirs[0].glob("*.png"))
-    numbers = [int(p.stem) for p in pngs if p.stem.isdigit()]
-    if not pngs or numbers != list(range(1, len(pngs) + 1)):
-        report.error("missing_frame", dirs[0], f"frames are not 00001..{len(pngs):05d}.png")
+    problem = video_problem(pngs, None)  # the readers' own check
+    if problem is not None:
+        report.error(problem[0], dirs[0], problem[1])
         return
     from PIL import Image
 
@@ -316,8 +318,8 @@ def _check_jhmdb_video(root: Path, vid: str, report: CheckReport) -> None:
         return
     if len(shape) != 3 or shape[:2] != (height, width):
         report.error("mask_size", path, f"part_mask {shape}, frames are {height}x{width}")
-    elif shape[2] > len(pngs):
-        report.error("mask_frames", path, f"{shape[2]} masks for {len(pngs)} frames")
+    elif (problem := video_problem(pngs, shape[2])) is not None:
+        report.error(problem[0], path, problem[1])
     elif not masks.any():
         report.warn("empty_mask", path, "part_mask is all zero")
     elif shape[2] < len(pngs):

@@ -79,6 +79,21 @@ def read_part_mask(path: Path, frame_idx: int) -> np.ndarray:
     return np.ascontiguousarray(masks[:, :, frame_idx - 1] != 0)  # (H, W)
 
 
+def video_problem(pngs: list[Path], mask_frames: int | None) -> tuple[str, str] | None:
+    """``(check, message)`` when a frame folder or its mask count cannot be used, else None.
+
+    Frames must be ``00001.png`` ... ``N.png`` without gaps (a gap shifts every later frame
+    against its mask) and ``part_mask`` may not hold more masks than there are frames. Shared by
+    the reader and ``acga check-data``.
+    """
+    numbers = [int(p.stem) for p in pngs if p.stem.isdigit()]
+    if not pngs or numbers != list(range(1, len(pngs) + 1)):
+        return "missing_frame", f"frames are not 00001..{len(pngs):05d}.png"
+    if mask_frames is not None and mask_frames > len(pngs):
+        return "mask_frames", f"{mask_frames} masks for {len(pngs)} frames"
+    return None
+
+
 def uniform_frames(num_annotated: int, k: int) -> list[int]:
     """1-based frames at the centres of ``k`` equal segments of ``num_annotated`` frames."""
     return sorted({(2 * i + 1) * num_annotated // (2 * k) + 1 for i in range(k)})
@@ -176,6 +191,14 @@ class JHMDBSentences(Dataset):
             h, w, t_m = num_part_masks(masks_path)
         except (OSError, KeyError, ValueError) as err:
             self._fail("bad_mask_file", f"{masks_path}: {err}")
+            return None
+        problem = video_problem(pngs, t_m)
+        if problem is not None:
+            check, message = problem
+            where = frames_dir if check == "missing_frame" else masks_path
+            self._fail(
+                "missing_frames" if check == "missing_frame" else check, f"{where}: {message}"
+            )
             return None
         with Image.open(pngs[0]) as im:
             size = (im.height, im.width)
