@@ -21,6 +21,7 @@ written) as one short message naming the key, not a usage dump or a traceback.
 
 from __future__ import annotations
 
+import pickle
 import sys
 import time
 import warnings
@@ -245,7 +246,8 @@ class ACGALightningCLI(LightningCLI):
         check_checkpoint_file(ckpt_path)
         try:
             super()._parse_ckpt_path()
-        except (RuntimeError, EOFError, OSError, KeyError, IndexError, ValueError) as err:
+        except (RuntimeError, EOFError, OSError, KeyError, IndexError, ValueError, TypeError,
+                AttributeError, pickle.UnpicklingError) as err:  # fmt: skip
             if isinstance(err, ConfigError):
                 raise
             raise ConfigError(

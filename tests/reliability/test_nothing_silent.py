@@ -109,13 +109,19 @@ def test_cache_features_refuses_a_folder_it_did_not_make(toy, tmp_path, monkeypa
         (None, "checkpoint file not found"),
         (b"epoch: 3\n", "not a readable PyTorch checkpoint"),
         ("truncated", "not a readable PyTorch checkpoint"),
+        ("a list", "not a readable checkpoint: AttributeError"),
+        ("an object", "not a readable checkpoint: UnpicklingError"),
     ],
 )
 def test_unusable_ckpt_path_fails_before_the_model_is_built(
     toy, tmp_path, monkeypatch, capsys, content, message
 ):
     path = tmp_path / "model.ckpt"
-    if content == "truncated":
+    if content == "a list":
+        torch.save([1, 2], path)
+    elif content == "an object":
+        torch.save({"hyper_parameters": {"when": __import__("datetime").date(2026, 1, 1)}}, path)
+    elif content == "truncated":
         torch.save({"state_dict": {"w": torch.zeros(1000)}}, path)
         path.write_bytes(path.read_bytes()[:2000])
     elif content is not None:
