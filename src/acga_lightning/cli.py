@@ -256,19 +256,36 @@ def print_help() -> None:
     print("\n".join(lines))
 
 
+def data_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean the data on disk must change (exit code 1)."""
+    from acga_lightning.data.video import VideoReadError
+    from acga_lightning.errors import DataError
+
+    return (DataError, VideoReadError)
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors printed as one line: :class:`DataError` exits 1, the others (usage) exit 2."""
-    from acga_lightning.errors import ConfigError, DataError
+    """Errors printed as one line: :func:`data_errors` exit 1, the others (usage) exit 2."""
+    from acga_lightning.data.cache import CacheIncompleteError, CacheMismatchError
+    from acga_lightning.errors import ConfigError
+    from acga_lightning.models.i3d import WeightsMismatchError
     from acga_lightning.registry import PluginError
 
-    return (ConfigError, DataError, PluginError, FileNotFoundError, FileExistsError)
+    return (ConfigError, PluginError, FileNotFoundError, FileExistsError, WeightsMismatchError,
+            CacheIncompleteError, CacheMismatchError, *data_errors())  # fmt: skip
 
 
 def exit_code(error: BaseException) -> int:
     """1 for a data error (the data must change), 2 for a usage error (the command must)."""
-    from acga_lightning.errors import DataError
+    return 1 if isinstance(error, data_errors()) else 2
 
-    return 1 if isinstance(error, DataError) else 2
+
+def error_line(error: BaseException) -> str:
+    """The error's message; from a data-loader worker, its last line (the original message)."""
+    message = str(error).strip()
+    if "Original Traceback" in message:  # torch re-raises worker errors with the traceback
+        message = message.splitlines()[-1].split(": ", 1)[-1]
+    return message
 
 
 def main(args: Sequence[str] | None = None) -> Any:
@@ -286,7 +303,7 @@ def main(args: Sequence[str] | None = None) -> Any:
         if os.environ.get("ACGA_DEBUG"):
             raise
         command = f"acga {argv[0]}" if argv and not argv[0].startswith("-") else "acga"
-        print(f"{command}: error: {error}", file=sys.stderr)
+        print(f"{command}: error: {error_line(error)}", file=sys.stderr)
         sys.exit(exit_code(error))
     sys.exit(result if isinstance(result, int) else 0)
 

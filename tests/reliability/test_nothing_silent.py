@@ -159,3 +159,26 @@ def test_a_yaml_syntax_error_names_the_config_file_and_line(toy, tmp_path, monke
     plain.write_text("trainer: {max_epochs: 1\n")
     with pytest.raises(ConfigError, match=rf"{plain}, line \d: not valid YAML"):
         main(["fit", "--config", str(plain)])
+
+
+def test_a_video_that_fails_to_decode_mid_run_is_one_line_and_exit_code_1(toy, monkeypatch, capsys):
+    from acga_lightning.data.video import VideoReadError
+
+    def truncated(path, indices):
+        raise VideoReadError(f"{path}: truncated stream at frame {indices[0]}")
+
+    monkeypatch.setattr("acga_lightning.data.a2d.read_window", truncated)
+    code, err = console(monkeypatch, capsys, *fit_args(toy, "--trainer.fast_dev_run", "true"))
+    assert code == 1 and err.startswith("acga fit: error: ") and ".mp4: truncated" in err
+    assert "\n" not in err
+
+
+def test_a_data_loader_workers_error_is_shown_as_its_own_message():
+    from acga_lightning.cli import error_line
+
+    wrapped = DataError(
+        "Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+        'last):\n  File "x.py", line 1, in f\nacga_lightning.errors.DataError: v.mp4: truncated'
+    )
+    assert error_line(wrapped) == "v.mp4: truncated"
+    assert error_line(DataError("a.csv:3: bad row")) == "a.csv:3: bad row"

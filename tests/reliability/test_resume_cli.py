@@ -83,7 +83,6 @@ def test_ctrl_c_then_ckpt_path_last_with_the_demo_config_equals_an_uninterrupted
         assert torch.equal(value, got["state_dict"][key]), key
 
 
-@pytest.mark.slow
 def test_ckpt_path_last_with_nothing_to_resume_says_so_in_one_line(tmp_path):
     output = finish(acga_fit(tmp_path, "fresh", "--trainer.max_epochs", "1", "--ckpt_path", "last"))
     lines = [line for line in output.splitlines() if "--ckpt_path last" in line]
