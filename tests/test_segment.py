@@ -206,3 +206,18 @@ def test_word_vectors_are_required_when_the_checkpoint_does_not_name_them(toy, t
     ckpt = save_checkpoint(toy["model"], tmp_path / "no_data.ckpt")
     with pytest.raises(ValueError, match="--word-vectors: required"):
         segment(ckpt, toy["video"], toy["query"], tmp_path / "out", progress=False)
+
+
+def test_an_earlier_run_is_not_overwritten_unless_asked(toy, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--ckpt", toy["ckpt"], "--video", toy["video"], "--query", toy["query"], "--out",
+            str(out), "--start", "1", "--end", "1", "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert segment_main(argv) == 0
+    (out / "masks" / "00001.png").write_bytes(b"mine")
+    capsys.readouterr()
+    assert segment_main(argv) == 2
+    error = capsys.readouterr().err
+    assert "already holds overlay.mp4 and masks" in error and "--overwrite" in error
+    assert (out / "masks" / "00001.png").read_bytes() == b"mine"  # checked before any work
+    assert segment_main([*argv, "--overwrite"]) == 0
+    assert read_mask(out / "masks" / "00001.png").ndim == 2

@@ -49,6 +49,17 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` less the process umask: what ``open()`` would give a new file.
+
+    ``tempfile.mkstemp`` creates files with mode 0600 whatever the umask, so a file renamed
+    from it would be private on a shared machine where every other file is group-readable.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to ``path`` through a temp file in the same directory, fsync and rename.
 
@@ -63,12 +74,18 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError):
             raise OSError(
                 err.errno, f"could not write checkpoint {path}: {err.strerror or err}"
+            ) from err
+        if isinstance(err, RuntimeError) and "inline_container" in str(err):
+            # torch's zip writer reports a failed write (a full disk) as "unexpected pos"
+            raise OSError(
+                f"could not write checkpoint {path} (disk full?): {str(err).splitlines()[0]}"
             ) from err
         raise
     _fsync_dir(path.parent)
@@ -155,6 +172,55 @@ class AtomicCheckpoints(Callback):
                 remove_stale_temp_files(dirpath)
 
 
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` is refreshed at every save point.
+
+    Lightning 2.6 refreshes ``last.ckpt`` at an epoch's end only when a top-k checkpoint is
+    saved at the same step, i.e. when the monitored metric improved: a run that stopped
+    improving at epoch 18 of 30 kept epoch 18 in ``last.ckpt``, and a resume lost every epoch
+    since. Here ``last.ckpt`` is written at every point where the parent considers saving
+    (each epoch's end, or validation end, or ``every_n_train_steps``), whether or not the
+    metric improved; the best checkpoint stays its own file. Same arguments as the parent.
+    """
+
+    _last_saved_at: int | None = None
+
+    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        if self.save_last:
+            self._last_saved_at = trainer.global_step
+
+    def _refresh_last(self, trainer: pl.Trainer) -> None:
+        if self.save_last and self._last_saved_at != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        due = not self._should_skip_saving_checkpoint(trainer) and (
+            self._should_save_on_train_epoch_end(trainer)
+        )
+        super().on_train_epoch_end(trainer, pl_module)
+        if due:
+            self._refresh_last(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        due = not self._should_skip_saving_checkpoint(trainer) and not (
+            self._should_save_on_train_epoch_end(trainer)
+        )
+        super().on_validation_end(trainer, pl_module)
+        if due:
+            self._refresh_last(trainer)
+
+    def _ModelCheckpoint__warn_if_dir_not_empty(self, dirpath: Any) -> None:
+        # A resumed run writes into its own folder again: not worth the parent's warning.
+        if getattr(self, "_resuming", False):
+            return
+        super()._ModelCheckpoint__warn_if_dir_not_empty(dirpath)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._resuming = bool(trainer.ckpt_path)
+        super().setup(trainer, pl_module, stage)
+
+
 def mid_epoch_checkpoint(
     dirpath: str | os.PathLike | None = None, every_n_train_steps: int = 100
 ) -> ModelCheckpoint:
@@ -178,3 +244,35 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
         raise ValueError(f"{path}: truncated or corrupt checkpoint ({err})") from err
+
+
+def check_checkpoint_file(path: str | os.PathLike) -> None:
+    """Fail fast, naming ``path``, when it cannot be a checkpoint (missing, truncated, text).
+
+    Reads only the zip directory at the file's end (``torch.save``'s format), so it costs
+    milliseconds where loading costs the whole file; the old pickle format is let through.
+    """
+    import zipfile
+
+    from acga_lightning.errors import ConfigError
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"ckpt_path: checkpoint file not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path: {path} is not a file")
+    try:
+        with path.open("rb") as f:
+            head = f.read(2)
+        if head[:1] == b"\x80":  # torch.save(..., _use_new_zipfile_serialization=False)
+            return
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile) as err:
+        size = path.stat().st_size if path.exists() else 0
+        raise ConfigError(
+            f"ckpt_path: {path} is not a readable PyTorch checkpoint (truncated, or not a "
+            f"checkpoint file; {size} bytes): {err}"
+        ) from err
+    if not any(name.endswith("data.pkl") for name in names):
+        raise ConfigError(f"ckpt_path: {path} is a zip file but not a PyTorch checkpoint")

@@ -49,11 +49,26 @@ def merge_configs(base: Any, override: Any, _path: tuple[str, ...] = ()) -> Any:
     return merged
 
 
+def read_yaml(path: Any) -> Any:
+    """A YAML file's content; a syntax error is a ``ConfigError`` naming the file and line."""
+    import yaml
+
+    from acga_lightning.errors import ConfigError
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML ({problem})") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a text (UTF-8) YAML file ({err.reason})") from err
+
+
 def load_config(path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """A YAML config with its ``__base__`` includes resolved (recursively, cycles rejected)."""
     from pathlib import Path
-
-    import yaml
 
     path = Path(path)
     key = str(path.resolve())
@@ -61,7 +76,7 @@ def load_config(path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> dict[st
         raise ValueError(f"{path}: __base__ includes form a cycle: {' -> '.join(_seen + (key,))}")
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    config = yaml.safe_load(path.read_text()) or {}
+    config = read_yaml(path) or {}
     if not isinstance(config, dict):
         raise ValueError(f"{path}: a config must be a mapping, got {type(config).__name__}")
     bases = config.pop(BASE_KEY, None) or []
@@ -99,7 +114,7 @@ def resolve_config_args(argv: Sequence[str]) -> list[str]:
             continue
         path = Path(value)
         if path.suffix in (".yaml", ".yml") and path.is_file():
-            raw = yaml.safe_load(path.read_text())
+            raw = read_yaml(path)
             if isinstance(raw, dict) and BASE_KEY in raw:
                 value = yaml.safe_dump(load_config(path), sort_keys=False)
         out.extend([arg, value])
@@ -243,17 +258,43 @@ def print_help() -> None:
     print("\n".join(lines))
 
 
+def data_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean the data on disk must change (exit code 1)."""
+    from acga_lightning.data.video import VideoReadError
+    from acga_lightning.errors import DataError
+
+    return (DataError, VideoReadError)
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors printed as one line: :func:`data_errors` exit 1, the others (usage) exit 2."""
+    from acga_lightning.data.cache import CacheIncompleteError, CacheMismatchError
     from acga_lightning.errors import ConfigError
+    from acga_lightning.models.i3d import WeightsMismatchError
     from acga_lightning.registry import PluginError
 
-    return (ConfigError, PluginError, FileNotFoundError, FileExistsError)
+    return (ConfigError, PluginError, FileNotFoundError, FileExistsError, WeightsMismatchError,
+            CacheIncompleteError, CacheMismatchError, *data_errors())  # fmt: skip
+
+
+def exit_code(error: BaseException) -> int:
+    """1 for a data error (the data must change), 2 for a usage error (the command must)."""
+    return 1 if isinstance(error, data_errors()) else 2
+
+
+def error_line(error: BaseException) -> str:
+    """The error's message; from a data-loader worker, its last line (the original message)."""
+    message = str(error).strip()
+    if "Original Traceback" in message:  # torch re-raises worker errors with the traceback
+        message = message.splitlines()[-1].split(": ", 1)[-1]
+    return message
 
 
 def main(args: Sequence[str] | None = None) -> Any:
     """Entry point of ``acga``: returns the LightningCLI object (or a tool's exit code) when
     ``args`` is given (tests: errors propagate), None when it reads ``sys.argv`` (the console
-    script: a configuration or file error ends with one line and exit code 2)."""
+    script: a configuration or file error ends with one line and exit code 2, a data error
+    with one line and exit code 1)."""
     if args is not None:
         return run(list(args), time.monotonic())
     started = time.monotonic()
@@ -264,8 +305,8 @@ def main(args: Sequence[str] | None = None) -> Any:
         if os.environ.get("ACGA_DEBUG"):
             raise
         command = f"acga {argv[0]}" if argv and not argv[0].startswith("-") else "acga"
-        print(f"{command}: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        print(f"{command}: error: {error_line(error)}", file=sys.stderr)
+        sys.exit(exit_code(error))
     sys.exit(result if isinstance(result, int) else 0)
 
 

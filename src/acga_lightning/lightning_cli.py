@@ -21,6 +21,7 @@ written) as one short message naming the key, not a usage dump or a traceback.
 
 from __future__ import annotations
 
+import pickle
 import sys
 import time
 import warnings
@@ -71,6 +72,30 @@ def check_feature_spec(model: Any, datamodule: Any) -> None:
         raise ConfigError(
             f"data.cache.mode {wanted['endpoint']!r} gives cached features: model.video_encoder "
             f"must be {wanted} (got {encoder})"
+        )
+
+
+def check_word_vectors(model: Any, datamodule: Any) -> None:
+    """Word vectors whose size is not the model's ``word_dim`` fail now, naming the file."""
+    from acga_lightning.data.words import word_vector_size
+
+    hparams = getattr(datamodule, "hparams", {})
+    word_dim = getattr(model, "hparams", {}).get("word_dim")
+    path = hparams.get("word_vectors")
+    if path is None and hparams.get("dataset") == "toy":
+        path = Path(hparams.get("root", "")) / "word2vec.bin"
+        if not path.is_file():
+            return  # generated with the toy data, at the model's size
+    if path is None or word_dim is None:
+        return
+    try:
+        size = word_vector_size(path)
+    except ValueError as err:
+        raise ConfigError(f"data.word_vectors: {err}") from err
+    if size != word_dim:
+        raise ConfigError(
+            f"data.word_vectors: {path} holds {size}-d word vectors, but model.word_dim is "
+            f"{word_dim} (GoogleNews word2vec: 300)"
         )
 
 
@@ -206,6 +231,30 @@ class ACGALightningCLI(LightningCLI):
     def _settings(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the checkpoint's hyper-parameters here, first of all: a missing,
+        # truncated or text file is reported now, naming it, not as a raw unpickling error
+        # (or, for a missing file, after minutes of model build and indexing).
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        special = ckpt_path in ("last", "best", "hpc") or "registry" in str(ckpt_path)
+        if not ckpt_path or special or "://" in str(ckpt_path):
+            super()._parse_ckpt_path()
+            return
+        from acga_lightning.checkpointing import check_checkpoint_file
+
+        check_checkpoint_file(ckpt_path)
+        try:
+            super()._parse_ckpt_path()
+        except (RuntimeError, EOFError, OSError, KeyError, IndexError, ValueError, TypeError,
+                AttributeError, pickle.UnpicklingError) as err:  # fmt: skip
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(
+                f"ckpt_path: {ckpt_path} is not a readable checkpoint: {type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}"
+            ) from err
+
     def before_instantiate_classes(self) -> None:
         threads = self._settings().get("torch_threads")
         if threads is not None:
@@ -224,12 +273,21 @@ class ACGALightningCLI(LightningCLI):
 
     def _check(self) -> None:
         check_feature_spec(self.model, self.datamodule)
+        check_word_vectors(self.model, self.datamodule)
         check_monitored_metrics(self.trainer.callbacks)
 
     before_validate = before_test = _check
 
     def before_fit(self) -> None:
         self._check()
+        from acga_lightning.resume import RunRecord, resolve_last
+
+        self.trainer.callbacks.append(RunRecord())
+        if self.config_init[self.subcommand].get("ckpt_path") == "last":
+            path, notice = resolve_last(self.trainer)
+            self.config_init[self.subcommand]["ckpt_path"] = str(path) if path else None
+            if self.trainer.is_global_zero:
+                print(notice, file=sys.stderr)
         minutes = self._settings().get("time_budget_minutes")
         if minutes is not None:
             from acga_lightning.time_budget import TimeBudget

@@ -261,6 +261,17 @@ def _check_range(start: int | None, end: int | None, stride: int, n: int) -> lis
     return list(range(first - 1, last, stride))  # 0-based
 
 
+def _check_destination(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise SegmentError(f"--out: {out} is a file, not a folder")
+    earlier = [p for p in (out / "overlay.mp4", out / "masks") if p.exists()]
+    if earlier and not overwrite:
+        raise SegmentError(
+            f"--out: {out} already holds {' and '.join(p.name for p in earlier)} of an earlier "
+            "run; choose another folder or pass --overwrite"
+        )
+
+
 def segment(
     ckpt: str | Path,
     video: str | Path,
@@ -275,12 +286,14 @@ def segment(
     batch_size: int = 4,
     i3d_weights: str | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> SegmentSummary:
     """Segment the actor ``query`` refers to in frames ``start..end`` (1-based, inclusive) of
     ``video`` with the checkpoint ``ckpt``.
 
-    Writes ``out/masks/%05d.png`` and ``out/overlay.mp4``; raises :class:`SegmentError` for bad
-    arguments and :class:`~acga_lightning.data.VideoReadError` for an unreadable video.
+    Writes ``out/masks/%05d.png`` and ``out/overlay.mp4``, refusing (before any work) to replace
+    earlier ones unless ``overwrite``; raises :class:`SegmentError` for bad arguments and
+    :class:`~acga_lightning.data.VideoReadError` for an unreadable video.
     """
     began = time.perf_counter()
     video, out = Path(video), Path(out)
@@ -292,6 +305,7 @@ def segment(
         raise SegmentError("--query: the query is empty")
     if batch_size < 1:
         raise SegmentError(f"--batch-size: expected >= 1, got {batch_size}")
+    _check_destination(out, overwrite)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SegmentError("--device: cuda asked for but no CUDA device is available")
@@ -387,13 +401,16 @@ def segment_main(argv: Sequence[str] | None = None) -> int:
         help="I3D weights for models trained on a Mixed_4e cache (default: the cache's file)",
     )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace masks/ and overlay.mp4 already in --out"
+    )
     args = parser.parse_args(argv)
     try:
         summary = segment(
             args.ckpt, args.video, args.query, args.out, start=args.start, end=args.end,
             stride=args.stride, word_vectors=args.word_vectors, device=args.device,
             batch_size=args.batch_size, i3d_weights=args.i3d_weights,
-            progress=not args.no_progress,
+            progress=not args.no_progress, overwrite=args.overwrite,
         )  # fmt: skip
     except (SegmentError, VideoReadError) as err:
         print(f"acga segment: error: {err}", file=sys.stderr)

@@ -156,3 +156,30 @@ def test_uint8_frames_normalise_to_the_float_frames(root: Path) -> None:
     b = JHMDBSentences(root, frames_dtype="uint8", **KW)[0]
     assert b["frames"].dtype == torch.uint8
     assert torch.equal(normalise_frames(b["frames"]), a["frames"])
+
+
+@pytest.mark.parametrize("fault", ["frame gap", "more masks than frames"])
+def test_frames_that_would_shift_against_their_masks_are_an_error_a_skip_and_a_finding(
+    root: Path, manifest: dict, tmp_path: Path, fault: str
+) -> None:
+    from acga_lightning.data.check import check_dataset
+
+    copy = Path(shutil.copytree(root, tmp_path / "data"))
+    vid, v = next(iter(manifest["videos"].items()))
+    frames = copy / "Rename_Images" / v["action"] / vid
+    mat = copy / "puppet_mask" / v["action"] / vid / "puppet_mask.mat"
+    if fault == "frame gap":
+        last = sorted(frames.glob("*.png"))[-1]
+        last.rename(last.with_name(f"{int(last.stem) + 5:05d}.png"))
+        reason, check, where = "missing_frames", "missing_frame", frames
+    else:
+        masks = scipy.io.loadmat(str(mat))["part_mask"]
+        extra = np.repeat(masks[..., -1:], v["num_frames"] + 2 - masks.shape[2], axis=2)
+        scipy.io.savemat(mat, {"part_mask": np.concatenate([masks, extra], axis=2)})
+        reason, check, where = "mask_frames", "mask_frames", mat
+    ds = JHMDBSentences(copy, **KW)
+    assert ds.skipped == {reason: 1} and len(ds) == 3 * (len(manifest["videos"]) - 1)
+    with pytest.raises(JHMDBSampleError, match=f"{reason}: {where}"):
+        JHMDBSentences(copy, strict=True, **KW)
+    report = check_dataset(copy, "jhmdb", progress=False)
+    assert [(f.check, f.path) for f in report.errors] == [(check, str(where))], report.summary()

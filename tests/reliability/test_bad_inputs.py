@@ -83,7 +83,8 @@ def test_malformed_videoset_row_names_file_and_line(copy: Path) -> None:
     lines[1] = lines[1].rsplit(",", 1)[0]  # 8 columns on line 2
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"videoset\.csv:2: expected 9 columns"):
-        A2DSentences(copy, "train", **KW)
+        A2DSentences(copy, "train", strict=True, **KW)
+    assert A2DSentences(copy, "train", **KW).skipped["bad_videoset_row"] == 1
 
 
 def set_queries(root: Path, queries: list[str]) -> list[dict]:

@@ -21,14 +21,19 @@ at index time and counted by reason in ``dataset.skipped``: ``missing_video``, `
 counted per query; fewer h5 files than videoset.csv's annotated-frame count: counted per frame),
 ``bad_h5`` (unreadable h5), ``missing_mask`` (an instance listed without a mask),
 ``mask_size_mismatch`` (mask size != video size), ``missed_video`` (the official exclusion list),
-``empty_query``. Corruption that only shows when decoding (a truncated stream) raises
+``empty_query``, ``bad_videoset_row`` / ``bad_annotation_row`` (a row whose fields cannot be
+used), ``duplicate_video``, ``duplicate_query``, ``unknown_video`` (queried, not in
+videoset.csv), ``bad_instance_id``, ``frame_range`` (an h5 for a frame the video does not
+have), ``mask_values`` (a float mask with NaN or values other than 0/1), ``h5_instance``
+(instance ids that are not whole numbers). The field checks are
+:mod:`acga_lightning.data.a2d_fields`, shared with ``acga check-data``. Corruption that only
+shows when decoding (a truncated stream) raises
 :class:`~acga_lightning.data.video.VideoReadError` naming the file in ``__getitem__``. A video
 shorter than the window is not an error: the edge frames repeat.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections import defaultdict
@@ -40,6 +45,14 @@ import numpy as np
 from gensim.models import KeyedVectors
 from torch.utils.data import Dataset
 
+from acga_lightning.data.a2d_fields import (
+    FieldError,
+    check_annotation_header,
+    parse_annotation_row,
+    parse_videoset_row,
+    read_csv_rows,
+    read_h5_frame,
+)
 from acga_lightning.data.resize import POLICIES
 from acga_lightning.data.sample import (
     ClipTransform,
@@ -55,6 +68,7 @@ from acga_lightning.data.sample import (
 )
 from acga_lightning.data.video import VideoReadError, clip_indices, probe_video, read_window
 from acga_lightning.data.words import WordStats, load_word_vectors, query_stats, tokenize
+from acga_lightning.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +80,13 @@ MISSED = "text_annotations/a2d_missed_videos.txt"
 MASKS = "text_annotations/a2d_annotation_with_instances"
 
 
-class A2DSampleError(ValueError):
-    """A bad sample in strict mode; the message names the file."""
+#: the reader's reason (``skipped`` key) for an h5 file :func:`read_h5_frame` rejects
+H5_REASONS = {"corrupt_h5": "bad_h5", "h5_keys": "bad_h5", "mask_shape": "bad_h5",
+              "h5_name": "bad_h5"}  # fmt: skip
+
+
+class A2DSampleError(DataError):
+    """A bad sample in strict mode; the message names the file (and line)."""
 
 
 def read_a2d_mask(path: str | Path, mask_index: int) -> np.ndarray:
@@ -99,18 +118,6 @@ def read_a2d_masks(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(masks.transpose(0, 2, 1) != 0)  # (N, h, w)
 
 
-def _frame_info(path: Path) -> tuple[list[int], int, tuple[int, int]]:
-    """Instance ids, number of masks and mask size (h, w) of one h5 frame, without reading masks."""
-    with h5py.File(path, "r") as f:
-        instances = [int(i) for i in np.asarray(f["instance"]).ravel()]
-        shape = f["reMask"].shape
-    if len(shape) == 2:
-        return instances, 1, (shape[1], shape[0])
-    if len(shape) == 3:
-        return instances, shape[0], (shape[2], shape[1])
-    raise ValueError(f"reMask has shape {shape}, expected (N, W, H) or (W, H)")
-
-
 class _IndexBuilder:
     """Builds the list of sample records of one split (see the module docstring for the rules)."""
 
@@ -128,38 +135,63 @@ class _IndexBuilder:
     def read_videoset(self) -> tuple[dict[str, int], set[str]]:
         path = self.root / VIDEOSET
         subsets: dict[str, int] = {}
-        with open(path, newline="", encoding="utf-8") as f:
-            for line, row in enumerate(csv.reader(f), start=1):
-                if len(row) != 9 or not row[8].strip().isdigit() or not row[7].strip().isdigit():
-                    raise ValueError(f"{path}:{line}: expected 9 columns ending in 0/1, got {row}")
-                subsets[row[0].strip()] = int(row[8])
-                self.annotated_frames[row[0].strip()] = int(row[7])
-        with open(self.root / MISSED, encoding="utf-8") as f:
+        for line, row in self._rows(path):
+            try:
+                video = parse_videoset_row(row)
+            except FieldError as err:
+                self.fail("bad_videoset_row", f"{path}:{line}: {err.message}")
+                continue
+            if video.video_id in subsets:
+                self.fail("duplicate_video", f"{path}:{line}: video {video.video_id} listed twice")
+                continue
+            subsets[video.video_id] = video.subset
+            self.annotated_frames[video.video_id] = video.annotated_frames
+        with open(self.root / MISSED, encoding="utf-8-sig") as f:
             missed = {line.strip() for line in f if line.strip()}
         return subsets, missed
+
+    @staticmethod
+    def _rows(path: Path) -> list[tuple[int, list[str]]]:
+        try:
+            return read_csv_rows(path)
+        except FieldError as err:
+            raise A2DSampleError(err.message) from err
 
     def read_queries(self, subsets: dict[str, int], missed: set[str]) -> dict[str, list]:
         """Queries of this split's videos: ``{video_id: [(instance_id, query), ...]}``."""
         path = self.root / ANNOTATION
         queries: dict[str, list[tuple[int, str]]] = defaultdict(list)
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames != ["video_id", "instance_id", "query"]:
-                raise ValueError(f"{path}: header {reader.fieldnames}, expected video_id,...,query")
-            for row in reader:
-                vid, inst, query = row["video_id"].strip(), row["instance_id"].strip(), row["query"]
-                if subsets.get(vid) != SPLITS[self.split]:
-                    continue
-                if vid in missed:
-                    self.skipped.add("missed_video", vid)
-                elif inst == "1 (copy)":
-                    self.skipped.add("copy_row", f"{vid} instance_id {inst!r}")
-                elif not inst.isdigit():
-                    self.fail("bad_instance_id", f"{path}: {vid} instance_id {inst!r}")
-                elif not tokenize(query or ""):  # blank, or punctuation / symbols only
-                    self.fail("empty_query", f"{path}: {vid} instance {inst}")
-                else:
-                    queries[vid].append((int(inst), normalise_query(query)))
+        rows = self._rows(path)
+        try:
+            check_annotation_header(path, rows)
+        except FieldError as err:
+            raise A2DSampleError(err.message) from err
+        seen: set[tuple[str, int, str]] = set()
+        for line, row in rows[1:]:
+            where = f"{path}:{line}"
+            try:
+                vid, inst, query = parse_annotation_row(row)
+            except FieldError as err:
+                self.fail("bad_annotation_row", f"{where}: {err.message}")
+                continue
+            if vid not in subsets:
+                self.fail("unknown_video", f"{where}: video {vid!r} is not in {VIDEOSET}")
+                continue
+            if subsets[vid] != SPLITS[self.split]:
+                continue
+            if vid in missed:
+                self.skipped.add("missed_video", vid)
+            elif inst == "1 (copy)":
+                self.skipped.add("copy_row", f"{vid} instance_id {inst!r}")
+            elif not inst.isdigit():
+                self.fail("bad_instance_id", f"{where}: {vid} instance_id {inst!r}")
+            elif not tokenize(query or ""):  # blank, or punctuation / symbols only
+                self.fail("empty_query", f"{where}: {vid} instance {inst}")
+            elif (vid, int(inst), normalise_query(query)) in seen:
+                self.fail("duplicate_query", f"{where}: {vid} instance {inst} {query!r} again")
+            else:
+                seen.add((vid, int(inst), normalise_query(query)))
+                queries[vid].append((int(inst), normalise_query(query)))
         return queries
 
     def video_records(self, vid: str, queries: list[tuple[int, str]]) -> list[dict[str, Any]]:
@@ -179,15 +211,20 @@ class _IndexBuilder:
         records = []
         for path in h5_files:
             try:
-                instances, num_masks, mask_size = _frame_info(path)
-                frame_idx = int(path.stem)
-            except (OSError, KeyError, ValueError) as err:
-                self.fail("bad_h5", f"{path}: {err}")
+                frame = read_h5_frame(path)
+            except FieldError as err:
+                self.fail(H5_REASONS.get(err.check, err.check), err.message)
                 continue
+            instances, num_masks = frame.instances, frame.num_masks
             if len(set(instances)) < len(instances):
                 self.faults.add("duplicate_instance_id", str(path))
             if num_masks > len(instances):
                 self.faults.add("extra_masks", str(path))
+            elif num_masks < len(instances):  # which mask is whose cannot be known
+                self.fail(
+                    "missing_mask", f"{path}: {len(instances)} instances but {num_masks} masks"
+                )
+                continue
             for instance_id, query in queries:
                 if instance_id not in instances:
                     continue
@@ -196,9 +233,9 @@ class _IndexBuilder:
                     self.fail("missing_mask", f"{path}: no mask for instance {instance_id}")
                     continue
                 records.append(
-                    dict(video_id=vid, frame_idx=frame_idx, instance_id=instance_id,
-                         query=query, mask_index=mask_index, height=mask_size[0],
-                         width=mask_size[1])
+                    dict(video_id=vid, frame_idx=frame.frame_idx, instance_id=instance_id,
+                         query=query, mask_index=mask_index, height=frame.size[0],
+                         width=frame.size[1])
                 )  # fmt: skip
         return records
 
@@ -214,6 +251,13 @@ class _IndexBuilder:
             return []
         kept = []
         for r in records:
+            h5 = self.root / MASKS / vid / f"{r['frame_idx']:05d}.h5"
+            if not 1 <= r["frame_idx"] <= info.num_frames:
+                self.fail(
+                    "frame_range",
+                    f"{h5}: frame {r['frame_idx']} is outside the video's 1..{info.num_frames}",
+                )
+                continue
             if (r["height"], r["width"]) != (info.height, info.width):
                 self.fail(
                     "mask_size_mismatch",

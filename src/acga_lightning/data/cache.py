@@ -191,6 +191,9 @@ def _atomic_write_bytes(path: Path, write: Any) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)  # mkstemp makes 0600 files: give them the mode open() would
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -226,6 +229,12 @@ class FeatureCache:
         """Create the directory and its ``fingerprint.json``; report caches of other settings."""
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / FINGERPRINT_FILE
+        if not path.is_file() and any(not p.name.startswith(".") for p in self.root.iterdir()):
+            raise FileExistsError(
+                f"feature cache {self.root} holds files but no {FINGERPRINT_FILE}: it was not "
+                "made by a feature cache, and its files would be replaced; set another cache.dir "
+                "or empty the folder"
+            )
         if path.is_file():
             self.check_fingerprint()
         else:

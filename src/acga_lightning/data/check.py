@@ -10,7 +10,6 @@ instance id, frames with more masks than instances) are warnings: the readers ha
 from __future__ import annotations
 
 import argparse
-import csv
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,14 +19,23 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
+from acga_lightning.data.a2d_fields import (
+    FieldError,
+    check_annotation_header,
+    frame_number,
+    parse_annotation_row,
+    parse_videoset_row,
+    read_csv_rows,
+    read_h5_frame,
+)
+from acga_lightning.data.sample import normalise_query
+from acga_lightning.data.words import tokenize
+
 VIDEOSET = "Release/videoset.csv"
 CLIPS = "Release/clips320H"
 ANNOTATION = "text_annotations/a2d_annotation.txt"
 MISSED = "text_annotations/a2d_missed_videos.txt"
 MASKS = "text_annotations/a2d_annotation_with_instances"
-#: videoset.csv columns that must be integers (start/end time are free-form).
-INT_COLUMNS = {1: "label", 4: "height", 5: "width", 6: "total_frames", 7: "annotated_frames",
-               8: "subset"}  # fmt: skip
 H5_KEYS = ("instance", "reMask", "reBBox", "id")
 
 
@@ -109,31 +117,34 @@ def probe_first_frame(path: Path) -> tuple[int, int, int]:
         raise ValueError(f"{path}: cannot read video: {err}") from err
 
 
-def _read_csv(path: Path, report: CheckReport) -> list[list[str]] | None:
+def _read_csv(path: Path, report: CheckReport) -> list[tuple[int, list[str]]] | None:
+    """``(line, row)`` of the non-blank rows (as the readers see them), or None."""
     if not path.is_file():
         report.error("missing_file", path, "not found")
         return None
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        return list(csv.reader(f))
+    try:
+        return read_csv_rows(path)
+    except FieldError as err:
+        report.error(err.check, path, err.message.removeprefix(f"{path}"))
+        return None
 
 
 def _check_videoset(root: Path, report: CheckReport) -> tuple[dict[str, list[str]], set[str]]:
     """Well-formed rows of videoset.csv by video id, and every id listed (malformed rows too)."""
     rows = _read_csv(root / VIDEOSET, report) or []
     videos: dict[str, list[str]] = {}
-    listed = {row[0].strip() for row in rows if row}
-    for line, row in enumerate(rows, start=1):
+    listed = {row[0].strip() for _, row in rows if row}
+    for line, row in rows:
         where = f"{root / VIDEOSET}:{line}"
-        if len(row) != 9:
-            report.error("csv_columns", where, f"expected 9 columns, got {len(row)}: {row}")
+        try:
+            video = parse_videoset_row(row)
+        except FieldError as err:
+            report.error(err.check, where, err.message)
             continue
-        bad = [name for col, name in INT_COLUMNS.items() if not _is_int(row[col])]
-        if bad or row[8].strip() not in ("0", "1"):
-            report.error("csv_field", where, f"non-integer {bad or 'subset (not 0/1)'}: {row}")
+        if video.video_id in videos:
+            report.error("duplicate_video", where, f"video {video.video_id} listed twice")
             continue
-        if row[0] in videos:
-            report.error("duplicate_video", where, f"video {row[0]} listed twice")
-        videos[row[0].strip()] = row
+        videos[video.video_id] = row
     report.counts["videos"] = len(videos)
     return videos, listed
 
@@ -145,19 +156,30 @@ def _check_queries(root: Path, listed: set[str], report: CheckReport) -> dict[st
     queried: dict[str, set[int]] = defaultdict(set)
     if rows is None:
         return queried
-    if not rows or rows[0] != ["video_id", "instance_id", "query"]:
-        report.error("csv_header", path, f"header {rows[:1]}, expected video_id,instance_id,query")
-    for line, row in enumerate(rows[1:], start=2):
+    try:
+        check_annotation_header(path, rows)
+    except FieldError as err:
+        report.error(err.check, path, err.message.removeprefix(f"{path}: "))
+    seen: set[tuple[str, str, str]] = set()
+    for line, row in rows[1:]:
         where = f"{path}:{line}"
-        if len(row) != 3:
-            report.error("csv_columns", where, f"expected 3 columns, got {len(row)}: {row}")
+        try:
+            vid, inst, query = parse_annotation_row(row)
+        except FieldError as err:
+            report.error(err.check, where, err.message)
             continue
-        vid, inst, query = row[0].strip(), row[1].strip(), row[2]
+        if len(row) > 3:
+            report.warn("unquoted_commas", where, f"{vid}: query with unquoted commas (read whole)")
+        key = (vid, inst, normalise_query(query))
+        if key in seen and inst.isdigit():
+            report.error("duplicate_query", where, f"{vid} instance {inst}: the same query again")
+            continue
+        seen.add(key)
         if inst == "1 (copy)":
             report.warn("copy_row", where, f"{vid}: instance_id '1 (copy)' (known; dropped)")
-        elif not _is_int(inst):
-            report.error("csv_field", where, f"{vid}: non-integer instance_id {inst!r}")
-        elif not query.strip():
+        elif not inst.isdigit():
+            report.error("csv_field", where, f"{vid}: instance_id {inst!r} is not a whole number")
+        elif not tokenize(query):
             report.error("empty_query", where, f"{vid} instance {inst}: empty query")
         elif vid not in listed:
             report.error("unknown_video", where, f"{vid} is not in {VIDEOSET}")
@@ -168,22 +190,23 @@ def _check_queries(root: Path, listed: set[str], report: CheckReport) -> dict[st
 
 
 def _check_h5(path: Path, size: tuple[int, int] | None, report: CheckReport) -> list[int]:
-    """One annotation frame; returns its instance ids ([] when unreadable)."""
+    """One annotation frame; returns its instance ids ([] when unusable)."""
     try:
+        frame = read_h5_frame(path)  # the readers' own checks
         with h5py.File(path, "r") as f:
             missing = [k for k in H5_KEYS if k not in f]
-            if missing:
-                report.error("h5_keys", path, f"missing keys {missing}")
-                return []
-            instances = [int(i) for i in np.asarray(f["instance"]).ravel()]
-            mask_shape, box_shape = f["reMask"].shape, f["reBBox"].shape
+            box_shape = f["reBBox"].shape if "reBBox" in f else None
+    except FieldError as err:
+        report.error(err.check, path, err.message.removeprefix(f"{path}: "))
+        return []
     except (OSError, ValueError) as err:
         report.error("corrupt_h5", path, f"cannot read: {err}")
         return []
-    if len(mask_shape) not in (2, 3):
-        report.error("mask_shape", path, f"reMask shape {mask_shape}, expected (N, W, H) or (W, H)")
-        return instances
-    num_masks = 1 if len(mask_shape) == 2 else mask_shape[0]
+    if missing:
+        report.error("h5_keys", path, f"missing keys {missing}")
+        return frame.instances
+    instances, num_masks = frame.instances, frame.num_masks
+    mask_shape = (frame.size[1], frame.size[0])  # (W, H), as stored
     if num_masks < len(instances):
         report.error("instance_mask_mismatch", path,
                      f"{len(instances)} instances but {num_masks} masks")  # fmt: skip
@@ -191,7 +214,7 @@ def _check_h5(path: Path, size: tuple[int, int] | None, report: CheckReport) -> 
         report.warn("extra_masks", path, f"{num_masks} masks for {len(instances)} instances")
     if len(set(instances)) < len(instances):
         report.warn("duplicate_instance_id", path, f"instance ids {instances}")
-    if len(box_shape) != 2 or box_shape[0] != 4:
+    if box_shape is None or len(box_shape) != 2 or box_shape[0] != 4:
         report.error("bbox_shape", path, f"reBBox shape {box_shape}, expected (4, N)")
     w, h = mask_shape[-2:]  # stored transposed
     if size is not None and (h, w) != size:
@@ -229,13 +252,11 @@ def _check_a2d_video(root: Path, vid: str, row: list[str], queried: set[int],
         report.error("missing_h5", folder, f"{len(h5_files)} h5 files but {listed}")
     seen: set[int] = set()
     for path in h5_files:
-        if not path.stem.isdigit():
-            report.error("h5_name", path, "name is not a frame number")
+        try:
+            frame_number(path, probe[0] if probe is not None else None)
+        except FieldError as err:
+            report.error(err.check, path, err.message.removeprefix(f"{path}: "))
             continue
-        if probe is not None and not 1 <= int(path.stem) <= probe[0]:
-            report.error(
-                "frame_count", path, f"frame {int(path.stem)} beyond the video's {probe[0]}"
-            )
         seen.update(_check_h5(path, probe[1:] if probe else None, report))
     for inst in sorted(queried - seen):
         if h5_files:
@@ -248,7 +269,7 @@ def check_a2d(root: Path, report: CheckReport, progress: bool) -> None:
     videos, listed = _check_videoset(root, report)
     queried = _check_queries(root, listed, report)
     if (root / MISSED).is_file():
-        for vid in (root / MISSED).read_text().split():
+        for vid in (root / MISSED).read_text(encoding="utf-8-sig").split():
             report.warn("missed_video", root / MISSED, f"{vid} (known; excluded by the readers)")
     else:
         report.warn("missing_file", root / MISSED, "not found: no video will be excluded")
@@ -269,15 +290,17 @@ def _mask_shape(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
 
 
 def _check_jhmdb_video(root: Path, vid: str, report: CheckReport) -> None:
+    from acga_lightning.data.jhmdb import video_problem
+
     dirs = [p for p in (root / "Rename_Images").glob(f"*/{vid}") if p.is_dir()]
     if len(dirs) != 1:
         report.error("missing_video" if not dirs else "ambiguous_video", root / "Rename_Images",
                      f"{vid}: {len(dirs)} frame folders")  # fmt: skip
         return
     pngs = sorted(dirs[0].glob("*.png"))
-    numbers = [int(p.stem) for p in pngs if p.stem.isdigit()]
-    if not pngs or numbers != list(range(1, len(pngs) + 1)):
-        report.error("missing_frame", dirs[0], f"frames are not 00001..{len(pngs):05d}.png")
+    problem = video_problem(pngs, None)  # the readers' own check
+    if problem is not None:
+        report.error(problem[0], dirs[0], problem[1])
         return
     from PIL import Image
 
@@ -295,8 +318,8 @@ def _check_jhmdb_video(root: Path, vid: str, report: CheckReport) -> None:
         return
     if len(shape) != 3 or shape[:2] != (height, width):
         report.error("mask_size", path, f"part_mask {shape}, frames are {height}x{width}")
-    elif shape[2] > len(pngs):
-        report.error("mask_frames", path, f"{shape[2]} masks for {len(pngs)} frames")
+    elif (problem := video_problem(pngs, shape[2])) is not None:
+        report.error(problem[0], path, problem[1])
     elif not masks.any():
         report.warn("empty_mask", path, "part_mask is all zero")
     elif shape[2] < len(pngs):
@@ -309,10 +332,12 @@ def check_jhmdb(root: Path, report: CheckReport, progress: bool) -> None:
     rows = _read_csv(path, report)
     if rows is None:
         return
-    if not rows or rows[0] != ["video_id", "query"]:
-        report.error("csv_header", path, f"header {rows[:1]}, expected video_id,query")
+    if not rows or [c.strip() for c in rows[0][1]] != ["video_id", "query"]:
+        report.error(
+            "csv_header", path, f"header {rows[0][1] if rows else []}, expected video_id,query"
+        )
     videos: list[str] = []
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in rows[1:]:
         if len(row) != 2:
             report.error("csv_columns", f"{path}:{line}", f"expected 2 columns, got {row}")
         elif not row[1].strip():

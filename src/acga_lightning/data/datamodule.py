@@ -260,11 +260,35 @@ class ReferringVideoDataModule(pl.LightningDataModule):
                 self.datasets[split] = self._dataset(split)
                 built.append(split)
         for split in built:
+            self._check_not_empty(split)
             log.info(
                 "%s %s: %d samples; skipped %s; words %s", self.hparams.dataset, split,
                 len(self.datasets[split]), self.skipped.get(split, {}),
                 self.word_stats.get(split, "n/a"),
             )  # fmt: skip
+
+    def _check_not_empty(self, split: str) -> None:
+        """An empty split is an error saying why, not a run that trains or scores nothing."""
+        if len(self.datasets[split]) > 0:
+            return
+        from acga_lightning.errors import DataError
+
+        hp = self.hparams
+        skipped = {k: v for k, v in self.skipped.get(split, {}).items() if v}
+        reason = f"every sample was skipped ({skipped})" if skipped else "the data lists none"
+        if hp.val_fraction > 0 and split in ("train", "val") and hp.dataset in ("a2d", "toy"):
+            other = self.datasets.get("val" if split == "train" else "train")
+            if split == "train" and other is not None and len(other) > 0:
+                reason = (
+                    f"data.val_fraction {hp.val_fraction} holds out every training video for "
+                    "validation; lower it"
+                )
+            elif split == "val":
+                reason = (
+                    f"data.val_fraction {hp.val_fraction} holds out no video of a training "
+                    f"split with no samples ({reason})"
+                )
+        raise DataError(f"{hp.dataset} {split} split of {self.root} is empty: {reason}")
 
     def _dataset(self, split: str) -> Dataset:
         reader, indices, views = self._reader(split)

@@ -21,7 +21,6 @@ last mask are still real frames). The index is small (one ``whosmat`` per video)
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from pathlib import Path
@@ -44,6 +43,7 @@ from acga_lightning.data.sample import (
 )
 from acga_lightning.data.video import clip_indices
 from acga_lightning.data.words import WordStats, load_word_vectors, query_stats
+from acga_lightning.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ FRAMES = "Rename_Images"
 MASKS = "puppet_mask"
 
 
-class JHMDBSampleError(ValueError):
+class JHMDBSampleError(DataError):
     """A bad sample in strict mode; the message names the file."""
 
 
@@ -77,6 +77,21 @@ def read_part_mask(path: Path, frame_idx: int) -> np.ndarray:
     if masks.ndim == 2:
         masks = masks[..., None]
     return np.ascontiguousarray(masks[:, :, frame_idx - 1] != 0)  # (H, W)
+
+
+def video_problem(pngs: list[Path], mask_frames: int | None) -> tuple[str, str] | None:
+    """``(check, message)`` when a frame folder or its mask count cannot be used, else None.
+
+    Frames must be ``00001.png`` ... ``N.png`` without gaps (a gap shifts every later frame
+    against its mask) and ``part_mask`` may not hold more masks than there are frames. Shared by
+    the reader and ``acga check-data``.
+    """
+    numbers = [int(p.stem) for p in pngs if p.stem.isdigit()]
+    if not pngs or numbers != list(range(1, len(pngs) + 1)):
+        return "missing_frame", f"frames are not 00001..{len(pngs):05d}.png"
+    if mask_frames is not None and mask_frames > len(pngs):
+        return "mask_frames", f"{mask_frames} masks for {len(pngs)} frames"
+    return None
 
 
 def uniform_frames(num_annotated: int, k: int) -> list[int]:
@@ -177,6 +192,14 @@ class JHMDBSentences(Dataset):
         except (OSError, KeyError, ValueError) as err:
             self._fail("bad_mask_file", f"{masks_path}: {err}")
             return None
+        problem = video_problem(pngs, t_m)
+        if problem is not None:
+            check, message = problem
+            where = frames_dir if check == "missing_frame" else masks_path
+            self._fail(
+                "missing_frames" if check == "missing_frame" else check, f"{where}: {message}"
+            )
+            return None
         with Image.open(pngs[0]) as im:
             size = (im.height, im.width)
         if size != (h, w):
@@ -186,12 +209,24 @@ class JHMDBSentences(Dataset):
                     num_annotated=min(t_m, len(pngs)))  # fmt: skip
 
     def _read_annotations(self) -> list[tuple[str, str]]:
+        """``(video_id, query)`` rows; read as the A2D files are (BOM, blank lines, commas)."""
+        from acga_lightning.data.a2d_fields import FieldError, read_csv_rows
+
         path = self.root / ANNOTATION
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames != ["video_id", "query"]:
-                raise ValueError(f"{path}: header {reader.fieldnames}, expected video_id,query")
-            return [(r["video_id"].strip(), normalise_query(r["query"] or "")) for r in reader]
+        try:
+            rows = read_csv_rows(path)
+        except FieldError as err:
+            raise JHMDBSampleError(err.message) from err
+        header = [c.strip() for c in rows[0][1]] if rows else []
+        if header != ["video_id", "query"]:
+            raise JHMDBSampleError(f"{path}: header {header}, expected video_id,query")
+        out = []
+        for line, row in rows[1:]:
+            if len(row) < 2:
+                self._fail("bad_annotation_row", f"{path}:{line}: expected 2 columns, got {row}")
+                continue
+            out.append((row[0].strip(), normalise_query(",".join(row[1:]))))
+        return out
 
     def _uniform_index(self, k: int) -> list[dict[str, Any]]:
         frame_dirs = {p.name: p for p in (self.root / FRAMES).glob("*/*") if p.is_dir()}

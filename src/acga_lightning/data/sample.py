@@ -34,7 +34,9 @@ from acga_lightning.data.words import encode_query
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 1
+# 2: the readers check every field (frame range, mask values, duplicates): older indexes may
+# hold samples those checks reject.
+INDEX_VERSION = 2
 
 
 def normalise_query(query: str) -> str:

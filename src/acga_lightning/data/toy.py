@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from acga_lightning.data.toy_a2d import write_a2d
 from acga_lightning.data.toy_jhmdb import write_jhmdb
@@ -51,7 +52,17 @@ def toy_data_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--height", type=int, default=None, help="frame height in pixels")
     parser.add_argument("--no-word2vec", action="store_true", help="skip word2vec.bin")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="write into OUT even if it is not empty"
+    )
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise FileExistsError(
+            f"{out} is not an empty folder: the generated files would replace or mix with what "
+            "is there (a real dataset's videoset.csv, for one); choose a new folder or pass "
+            "--overwrite"
+        )
     videos = args.videos if args.videos is not None else DEFAULT_VIDEOS[args.format]
     height = args.height if args.height is not None else DEFAULT_HEIGHT[args.format]
     start = time.perf_counter()

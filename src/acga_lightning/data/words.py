@@ -108,6 +108,22 @@ def load_word_vectors(path: str | Path, limit: int | None = None) -> KeyedVector
     return kv
 
 
+def word_vector_size(path: str | Path) -> int:
+    """The size of the vectors in ``path``, from the word2vec header (no vector is read).
+
+    Lets a caller reject vectors of the wrong size in milliseconds, before the minutes that
+    loading 3 million of them takes. Errors as :func:`load_word_vectors`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"word_vectors: file not found: {path}")
+    kind = "native" if path.suffix.lower() in _NATIVE_SUFFIXES else _sniff(path)
+    if kind == "native":
+        return int(load_word_vectors(path).vector_size)
+    with open(path, "rb") as f:
+        return int(f.readline().split()[1])
+
+
 def tokenize(sentence: str) -> list[str]:
     """Split a sentence into lower-case word tokens (rules in the module docstring)."""
     tokens = []
