@@ -2,7 +2,7 @@
 
 Two baselines, both run on the same masks in the same process:
 
-- ``official ACGA code`` (the issue's baseline): the operations of the official evaluation
+- ``official ACGA code`` (the baseline): the operations of the official evaluation
   (``util/tool.py``: ``calculate_IoU`` and ``report_result``), written afresh here. Masks arrive as
   uint8 0/1 arrays (its ``resize_and_crop`` output); per sample, intersection and union are
   ``(pred & (gt == 1)).astype(float).sum()`` and ``(pred | (gt == 1)).astype(float).sum()``, the IoU
