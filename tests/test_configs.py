@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from acga_lightning.cli import load_config, main
-from acga_lightning.data.toy import write_a2d, write_jhmdb
 from acga_lightning.registry import parse_spec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -29,11 +28,10 @@ FAST = [
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
+def tiny(tmp_path_factory, small_a2d_root, toy_jhmdb) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("configs")
-    write_a2d(base / "a2d", num_videos=4, height=64, seed=3)
-    write_jhmdb(base / "jhmdb", num_videos=2, height=48, width=64, seed=3)
-    return {"a2d": base / "a2d", "jhmdb": base / "jhmdb", "cache": base / "cache", "base": base}
+    jhmdb = toy_jhmdb(num_videos=2, height=48, width=64, seed=3)
+    return {"a2d": small_a2d_root, "jhmdb": jhmdb, "cache": base / "cache", "base": base}
 
 
 def cache_overrides(tiny: dict[str, Path]) -> list[str]:
