@@ -1,8 +1,8 @@
-"""The lean training loop behind README's demo study: which model learns the demo data fastest.
+"""The lean training loop behind the demo study (docs/demo.md): which model learns fastest.
 
 Trains an :class:`~acga_lightning.ACGASegmenter` on generated sentence-only data with a plain
 PyTorch loop (no Lightning, no validation, the clips decoded once and held in memory), then
-scores the test split after every epoch. The numbers in README's demo section come from it:
+scores the test split after every epoch. The numbers in docs/demo.md come from it:
 
     python benchmarks/demo_study.py --tag old-demo --diagnose     # the first demo: 4x4, acga
     python benchmarks/demo_study.py --tag demo --diagnose --epochs 12 --milestones 9 \
@@ -28,7 +28,7 @@ one epoch in a temporary folder, and checks the scores: every IoU figure and the
 are fractions, the per-kind counts add up to the test split, and scoring twice gives the same
 result (exit status 1 otherwise).
 
-The loop is ``benchmarks/ablation.py``'s (``materialise``, ``train``). README's table came from
+The loop is ``benchmarks/ablation.py``'s (``materialise``, ``train``). The table there came from
 an earlier copy of it whose batch order was seeded once rather than per epoch, so a rerun
 differs from the table by run-to-run noise, not by method.
 """
