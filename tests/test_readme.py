@@ -9,12 +9,15 @@ step must exist. A command that matches nothing fails, so a new README command n
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from acga_lightning.cli import main as acga
 
@@ -136,3 +139,23 @@ def test_readme_links_and_pictures_exist() -> None:
         assert (ROOT / target).exists(), f"README links to missing {target}"
     picture = ROOT / "docs" / "images" / "segmented_clip.png"
     assert picture.stat().st_size < 200_000
+
+
+def test_inline_python_commands_name_existing_scripts() -> None:
+    scripts = re.findall(r"`python (\S+\.py)[^`]*`", README)
+    assert "scripts/readme_picture.py" in scripts
+    for script in scripts:
+        assert (ROOT / script).is_file(), f"README names {script}, which does not exist"
+
+
+def test_the_picture_command_redraws_the_picture(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "readme_picture", ROOT / "scripts/readme_picture.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = module.main(["--out", str(tmp_path / "picture.png")])
+    drawn = np.asarray(Image.open(path))
+    shipped = np.asarray(Image.open(ROOT / "docs" / "images" / "segmented_clip.png"))
+    assert drawn.shape == shipped.shape and drawn.shape[0] >= 256
+    assert path.stat().st_size < 200_000
