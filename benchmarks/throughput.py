@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py                       # paper settings on a GPU
     python benchmarks/throughput.py --device cpu --size 64 --frames 8 --batch 2 --steps 2
-    python benchmarks/throughput.py --quick   # CPU, 1 x 8 x 32 x 32, one step, fp32 vs optimised eager
+    python benchmarks/throughput.py --quick   # CPU, 1 x 8 x 32 x 32, fp32 vs optimised eager
 
 Rows: ``plain fp32`` (the model as the paper's code runs it: fp32, eager, no TF32, none of our
 switches), ``plain bf16`` (the same under bf16 autocast) and ``optimised`` (every switch on:
