@@ -1,7 +1,7 @@
 """The paper's ablation (Table 3) on generated data where only the sentence tells actors apart.
 
     python benchmarks/ablation.py            # 5 configurations x 3 seeds, ~30 min on 2 CPU cores
-    python benchmarks/ablation.py --quick    # a ~2-minute smoke version (numbers not meaningful)
+    python benchmarks/ablation.py --quick    # seconds: tiny data, 1 epoch, 1 seed (CI's check)
 
 Data: ``write_a2d(sentence_only=True)`` (every clip has 2-4 actors, all visible in every
 annotated frame, every actor queried once by colour / shape / motion / position words), written
@@ -15,13 +15,20 @@ Floors, from the h5 masks of the annotated frame: ``segment every actor`` (the u
 instances) and ``segment a random actor`` (a seeded random instance). They use the true masks, so
 a model with blurry masks can read the sentence and still score below them; the last column is
 the direct control: each trained model asked with the query of a sample from another video.
+
+Invariants (every run; exit status 1 when one fails): every figure is a fraction and P@K never
+rises with K; asking each sample with its own query through the control's code path gives the
+plain evaluation's figures exactly.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +39,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _checks import check_metrics, passed, require  # noqa: E402
 
 from acga_lightning import ACGASegmenter  # noqa: E402
 from acga_lightning.data.a2d import MASKS, read_a2d_masks  # noqa: E402
@@ -224,7 +232,7 @@ def format_table(rows: dict[str, list[dict[str, float]]]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="a ~2-minute smoke run")
+    p.add_argument("--quick", action="store_true", help="seconds, numbers not meaningful")
     p.add_argument(
         "--root",
         type=Path,
@@ -247,7 +255,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     if args.quick:
-        args.videos, args.epochs, args.seeds = min(args.videos, 24), 1, args.seeds[:2]
+        args.videos, args.epochs, args.seeds = min(args.videos, 8), 1, args.seeds[:1]
+        args.size, args.width, args.text_width = 32, 16, 16
+        if args.root is None:  # tiny throw-away data: nothing left behind in data/
+            scratch = tempfile.mkdtemp(prefix="acga-ablation-quick-")
+            atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+            args.root = Path(scratch) / "toy"
     if args.root is None:  # one folder per data setting: a stale dataset is never reused
         args.root = Path(f"data/ablation_{args.videos}v_{args.size}px_s{args.data_seed}")
     return args
@@ -273,17 +286,24 @@ def main(argv: list[str] | None = None) -> int:
             train(model, train_data, seed, args)
             result = evaluate(model, test_data)
             blind = evaluate(model, test_data, queries_from=foreign)
+            check_metrics(name, result)
+            check_metrics(f"{name}, queries of other clips", blind)
+            if args.quick:  # the control's code path, asked with each sample's own query
+                own = evaluate(model, test_data, queries_from=torch.arange(len(foreign)))
+                require(own == result, f"{name}: own queries through the control path differ")
             result["foreign_mean_iou"] = blind["mean_iou"]
             rows.setdefault(name, []).append(result)
             print(f"{name} seed {seed}: mAP {100 * result['map']:.1f} mean IoU "
                   f"{100 * result['mean_iou']:.1f} ({time.perf_counter() - t0:.0f} s)",
                   flush=True)  # fmt: skip
     for name, result in floors(args.root, test_data).items():
+        check_metrics(name, result)
         rows[name] = [result]
     print()
     print(format_table(rows))
     print("\npaper mAP (A2D): " + ", ".join(f"{k} {v}" for k, v in PAPER_MAP.items()))
     print(f"total {time.perf_counter() - start:.0f} s")
+    passed("ablation", time.perf_counter() - start)
     return 0
 
 

@@ -1,8 +1,16 @@
 """Feature cache benchmark: epoch time uncached vs cached, MiB per entry, RSS while iterating.
 
-Runs on CPU at reduced sizes on generated A2D data (< 5 minutes on 2 cores)::
+Runs on CPU at reduced sizes on generated A2D data (a few minutes on 2 cores)::
 
     python benchmarks/cache.py [--videos 8] [--frame-size 64] [--num-frames 8]
+    python benchmarks/cache.py --quick   # tiny sizes; checks the invariants below
+
+The data module gives uint8 frames; the uncached epoch normalises them as the segmenter does
+(:func:`~acga_lightning.data.resize.normalise_frames`) before I3D, so both rows time the work
+of a training step's video encoder. Invariants (checked on every run, exit status 1 when one
+fails): for one sample, I3D on its frames and ``precomputed`` on its cached features give the
+same F_V (up to the cache's float16), every entry of the build is a file, and reading many
+more entries leaves peak RSS within half of the extra bytes read (entries are memory-mapped).
 
 "Epoch" = every training sample through the data loader and the video encoder (the part the
 cache replaces): uncached reads and decodes clips and runs I3D through Mixed_4f; cached reads
@@ -26,6 +34,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _checks import passed, require  # noqa: E402
 
 
 def epoch_time(dm, encoder) -> tuple[float, int]:
@@ -33,9 +42,32 @@ def epoch_time(dm, encoder) -> tuple[float, int]:
     start, n = time.perf_counter(), 0
     with torch.no_grad():
         for batch in dm.train_dataloader():
-            encoder(frames=batch.get("frames"), features=batch.get("features"))
+            encoder(frames=model_frames(batch.get("frames")), features=batch.get("features"))
             n += batch["words"].shape[0]
     return time.perf_counter() - start, n
+
+
+def model_frames(frames: torch.Tensor | None) -> torch.Tensor | None:
+    """uint8 pixels as the segmenter's forward turns them into the encoder's [-1, 1] input."""
+    from acga_lightning.data.resize import normalise_frames
+
+    if frames is not None and frames.dtype == torch.uint8:
+        return normalise_frames(frames)  # (B, 3, T, S, S)
+    return frames
+
+
+def same_features(plain_dataset, cached_dataset, i3d, precomputed) -> float:
+    """Max |F_V difference| / max |F_V| for sample 0: frames through I3D vs cached features."""
+    require(len(plain_dataset) > 0, "the train split is empty: generate more videos")
+    plain, cached = plain_dataset[0], cached_dataset[0]
+    require(
+        plain["sample_id"] == cached["sample_id"],
+        f"sample 0 differs between the datasets: {plain['sample_id']} vs {cached['sample_id']}",
+    )
+    with torch.no_grad():
+        want = i3d(frames=model_frames(torch.as_tensor(plain["frames"])[None]))
+        got = precomputed(features=torch.as_tensor(cached["features"])[None])
+    return float((want - got).abs().max() / want.abs().max())
 
 
 def rss_child(num_entries: int, directory: str) -> None:
@@ -62,17 +94,18 @@ RSS_SHAPE = (528, 4, 16, 16)  # 1 MiB per entry in float16
 RSS_POOL = 2000
 
 
-def rss_table(tmp: Path) -> list[tuple[int, float]]:
+def rss_table(tmp: Path, counts: tuple[int, int, int]) -> list[tuple[int, float]]:
+    """Peak RSS of a fresh process reading each count of 1 MiB entries (``counts[-1]`` written)."""
     from acga_lightning.data.cache import FeatureCache, entry_key
 
     cache = FeatureCache(tmp / "rss", {"benchmark": 1}, RSS_SHAPE, "float16")
     cache.prepare()
     rng = np.random.default_rng(0)
     block = rng.standard_normal(RSS_SHAPE).astype(np.float16)
-    for i in range(RSS_POOL):
+    for i in range(counts[-1]):
         cache.write(entry_key("v", i + 1), block)
     rows = []
-    for n in (0, 200, 2000):
+    for n in counts:
         out = subprocess.run(
             [sys.executable, __file__, "--rss-child", str(n), str(tmp / "rss")],
             check=True, capture_output=True, text=True,
@@ -83,6 +116,7 @@ def rss_table(tmp: Path) -> list[tuple[int, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: CI's check")
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--frame-size", type=int, default=64)
@@ -93,6 +127,11 @@ def main() -> None:
     if args.rss_child:
         rss_child(int(args.rss_child[0]), args.rss_child[1])
         return
+    began = time.perf_counter()
+    counts = (0, 200, 2000)
+    if args.quick:
+        args.videos, args.height, args.frame_size, args.num_frames = 4, 64, 32, 4
+        counts = (0, 20, 200)
     logging.disable(logging.WARNING)
     from acga_lightning.data.datamodule import ReferringVideoDataModule, build_cache
     from acga_lightning.registry import VIDEO_ENCODERS
@@ -119,6 +158,8 @@ def main() -> None:
         i3d = cached._encoder
         precomputed = VIDEO_ENCODERS.build(cached.feature_spec).eval()
         precomputed.i3d.Mixed_4f.load_state_dict(i3d.i3d.Mixed_4f.state_dict())
+        difference = same_features(plain.datasets["train"], cached.datasets["train"],
+                                   i3d, precomputed)  # fmt: skip
         epoch_time(cached, precomputed)  # warm-up (page cache, allocator)
         uncached_s, n = epoch_time(plain, i3d)
         cached_s, _ = epoch_time(cached, precomputed)
@@ -126,7 +167,7 @@ def main() -> None:
         files = list(cache.root.rglob("*.npy"))
         entry_mib = np.mean([f.stat().st_size for f in files]) / 2**20
         per_sample = sum(f.stat().st_size for f in files) / 2**20 / n
-        rss = rss_table(tmp)
+        rss = rss_table(tmp, counts)
     print(
         f"toy A2D: {args.videos} videos, height {args.height}, {n} train samples, "
         f"{report.total} entries (clip {args.num_frames}x{args.frame_size}x{args.frame_size}, CPU)"
@@ -142,7 +183,14 @@ def main() -> None:
     for count, mib in rss:
         print(f"{f'peak RSS reading {count} x 1 MiB entries, MiB':<44}{mib:>12.1f}")
     growth = rss[2][1] - rss[1][1]
-    print(f"{'RSS growth 200 -> 2000 entries, MiB (flat)':<44}{growth:>12.1f}")
+    label = f"RSS growth {counts[1]} -> {counts[2]} entries, MiB (flat)"
+    print(f"{label:<44}{growth:>12.1f}")
+    print(f"{'F_V max relative difference, cached vs I3D':<44}{difference:>12.2e}")
+    require(difference < 1e-2, f"cached features give another F_V than I3D ({difference:.2e})")
+    require(len(files) == report.total, f"{report.total} entries built, {len(files)} files")
+    extra_mib = counts[2] - counts[1]
+    require(growth < extra_mib / 2, f"peak RSS grew {growth:.0f} MiB reading {extra_mib} MiB more")
+    passed("cache", time.perf_counter() - began)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,11 @@ MTTR's pipeline, (a)/(a') the shared decodes, (a)/(b) the decoder alone inside t
 pipeline, and decode only.
 
     python benchmarks/data.py [--videos 8] [--num-frames 16] [--frame-size 512] [--repeats 3]
+    python benchmarks/data.py --quick   # 64-pixel videos of 30-40 frames, one pass: seconds
+
+Invariants (every run; exit status 1 when one fails): the window decoder and both whole-video
+decoders return the same frames, and uint8 frames normalise to the float32 reader's frames
+exactly.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from _checks import passed, require
 
 from acga_lightning.data import a2d as a2d_module
 from acga_lightning.data.a2d import A2DSentences
@@ -115,19 +121,25 @@ PIPELINES = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny videos, one pass: CI's check")
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--num-frames", type=int, default=16, help="clip length T")
     parser.add_argument("--frame-size", type=int, default=512, help="model input size S")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 = one worker)")
     args = parser.parse_args()
+    began = time.perf_counter()
+    height, lengths = 320, (100, 120)
+    if args.quick:
+        args.videos, args.num_frames, args.frame_size, args.repeats = 2, 8, 64, 1
+        height, lengths = 64, (30, 40)
     torch.set_num_threads(args.threads)
     decoders = {"window": read_window, "whole": read_whole_video, "mttr": read_whole_video_mttr}
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        root = write_a2d(Path(tmp) / "a2d", num_videos=args.videos, seed=0, height=320,
-                         num_frames=(100, 120), test_fraction=0.0, quirks=False)  # fmt: skip
+        root = write_a2d(Path(tmp) / "a2d", num_videos=args.videos, seed=0, height=height,
+                         num_frames=lengths, test_fraction=0.0, quirks=False)  # fmt: skip
         readers = {
             dtype: A2DSentences(
                 root,
@@ -144,17 +156,21 @@ def main() -> None:
         lengths = [r["num_frames"] for r in ds.records]
         print(
             f"{len(ds)} samples from {args.videos} videos of {min(lengths)}-{max(lengths)} "
-            f"frames, 320 px high, T={args.num_frames}, S={args.frame_size}, {args.threads} "
+            f"frames, {height} px high, T={args.num_frames}, S={args.frame_size}, {args.threads} "
             f"torch thread(s); data written in {time.perf_counter() - start:.1f} s\n"
         )
         # Both decoders must return the same frames, and both dtypes the same pixels.
         r = ds.records[len(ds) // 2]
         path = root / a2d_module.CLIPS / f"{r['video_id']}.mp4"
         idx = clip_indices(r["frame_idx"], args.num_frames)
-        assert np.array_equal(read_window(path, idx), read_whole_video(path, idx))
-        assert np.array_equal(read_window(path, idx), read_whole_video_mttr(path, idx))
+        window = read_window(path, idx)
+        require(np.array_equal(window, read_whole_video(path, idx)), "whole-video decoder differs")
+        require(np.array_equal(window, read_whole_video_mttr(path, idx)), "MTTR's decoder differs")
         i = len(ds) // 2
-        assert torch.equal(normalise_frames(ds[i]["frames"]), readers["float32"][i]["frames"])
+        require(
+            torch.equal(normalise_frames(ds[i]["frames"]), readers["float32"][i]["frames"]),
+            "uint8 frames do not normalise to the float32 reader's frames",
+        )
 
         # Rows take turns, pass by pass: load from other processes then hits every row alike.
         rows = {label: 0.0 for label, _, _, _ in PIPELINES}
@@ -180,6 +196,7 @@ def main() -> None:
         f"(/ MTTR's: {decode['window'] / decode['mttr']:.2f}x)\n"
         "(uint8 rows leave the normalisation to the model's device: not timed here)"
     )
+    passed("data", time.perf_counter() - began)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""The lean training loop behind README's demo study: which model learns the demo data fastest.
+"""The lean training loop behind the demo study (docs/demo.md): which model learns fastest.
 
 Trains an :class:`~acga_lightning.ACGASegmenter` on generated sentence-only data with a plain
 PyTorch loop (no Lightning, no validation, the clips decoded once and held in memory), then
-scores the test split after every epoch. The numbers in README's demo section come from it:
+scores the test split after every epoch. The numbers in docs/demo.md come from it:
 
     python benchmarks/demo_study.py --tag old-demo --diagnose     # the first demo: 4x4, acga
     python benchmarks/demo_study.py --tag demo --diagnose --epochs 12 --milestones 9 \
@@ -23,7 +23,12 @@ the target at least as much as any other actor; a mask that touches no actor cou
 IoU 0), the IoU when it lands, and the mean IoU per kind of
 query (which attributes the query names, from ``toy_manifest.json``). One torch thread.
 
-The loop is ``benchmarks/ablation.py``'s (``materialise``, ``train``). README's table came from
+``--quick`` (CI's check, seconds) runs the same code with ``--diagnose`` on 8 tiny videos for
+one epoch in a temporary folder, and checks the scores: every IoU figure and the landing rate
+are fractions, the per-kind counts add up to the test split, and scoring twice gives the same
+result (exit status 1 otherwise).
+
+The loop is ``benchmarks/ablation.py``'s (``materialise``, ``train``). The table there came from
 an earlier copy of it whose batch order was seeded once rather than per epoch, so a rerun
 differs from the table by run-to-run noise, not by method.
 """
@@ -31,8 +36,11 @@ differs from the table by run-to-run noise, not by method.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +50,7 @@ import torch
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 # The ablation benchmark's lean loop: clips decoded once, its batches and its training loop.
+from _checks import passed, require  # noqa: E402
 from ablation import batch_of, materialise, train  # noqa: E402
 
 from acga_lightning.data.a2d import MASKS, read_a2d_masks  # noqa: E402
@@ -119,6 +128,7 @@ def evaluate(model, data: dict, root: Path, attributes: dict, diagnose: bool) ->
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="8 tiny videos, 1 epoch: CI's check")
     p.add_argument(
         "--model",
         default="{}",
@@ -149,6 +159,12 @@ def main() -> None:
     p.add_argument("--tag", default="run")
     p.add_argument("--diagnose", action="store_true")
     args = p.parse_args()
+    began = time.perf_counter()
+    if args.quick:
+        args.videos, args.video_frames, args.size, args.epochs = 8, "8,12", 32, 1
+        args.milestones, args.diagnose = "", True
+        args.data = tempfile.mkdtemp(prefix="acga-demo-study-quick-")
+        atexit.register(shutil.rmtree, args.data, ignore_errors=True)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     from acga_lightning.segmenter import ACGASegmenter
@@ -185,8 +201,22 @@ def main() -> None:
         diagnose = args.diagnose and (epoch == args.epochs - 1 or epoch % 3 == 2)
         result = evaluate(model, data["test"], root, attributes, diagnose)
         print(f"[{args.tag}] epoch {epoch} test {result} {time.time() - start:.0f} s", flush=True)
+        if args.quick:
+            check_scores(result, len(data["test"]["orig_mask"]))
+            again = evaluate(model, data["test"], root, attributes, diagnose)
+            require(again == result, f"scoring twice differs: {result} vs {again}")
 
     train(model, data["train"], args.seed, args, after_epoch=score)
+    if args.quick:
+        passed("demo_study", time.perf_counter() - began)
+
+
+def check_scores(result: dict, num_test: int) -> None:
+    """The figures of :func:`evaluate` with ``diagnose``: fractions, counts that add up."""
+    for key in ("mean_iou", "lands", "iou_if_landed"):
+        require(0.0 <= result[key] <= 1.0, f"{key} = {result[key]} is not a fraction")
+    counted = sum(n for n, _ in result["per_query_kind"].values())
+    require(counted == num_test, f"query kinds count {counted} of {num_test} test samples")
 
 
 if __name__ == "__main__":

@@ -10,17 +10,25 @@ exactly the samples the datamodule tests on (the :class:`A2DSentences` test inde
 
     python benchmarks/floors.py --config configs/demo.yaml   # data.root / data.toy of a config
     python benchmarks/floors.py --root data/a2d --word-vectors <word2vec.bin>
+    python benchmarks/floors.py --quick   # 6 generated videos in a temporary folder: seconds
+
+Invariants (every run; exit status 1 when one fails): figures are fractions, P@K never rises
+with K, both floors score the same samples, and ``every actor`` covers every target, so its
+mean IoU is above 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch  # noqa: E402
+from _checks import check_metrics, passed, require  # noqa: E402
 
 
 def score_floors(root: Path, word_vectors: Path) -> dict[str, dict[str, float]]:
@@ -42,10 +50,19 @@ def score_floors(root: Path, word_vectors: Path) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny generated data: CI's check")
     parser.add_argument("--config", help="a config whose data.root (and data.toy) to use")
     parser.add_argument("--root", help="dataset root (overrides the config)")
     parser.add_argument("--word-vectors", help="word2vec file (default <root>/word2vec.bin)")
     args = parser.parse_args()
+    began = time.perf_counter()
+    if args.quick:
+        with tempfile.TemporaryDirectory() as tmp:
+            toy = {"num_videos": 6, "seed": 0, "height": 32, "width": 32, "num_frames": (8, 12),
+                   "sentence_only": True, "test_fraction": 0.5}  # fmt: skip
+            report(Path(tmp) / "toy", None, toy)
+        passed("floors", time.perf_counter() - began)
+        return
     toy: dict | None = None
     root = args.root
     if args.config:
@@ -56,12 +73,16 @@ def main() -> None:
         toy = data.get("toy") if data.get("dataset") == "toy" else None
     if not root:
         parser.error("give --root or --config")
-    root = Path(root)
+    report(Path(root), args.word_vectors, toy)
+
+
+def report(root: Path, word_vectors: str | None, toy: dict | None) -> None:
+    """Write the toy data if a config asks for it and is absent; print and check the floors."""
     if toy is not None and not (root / "Release/videoset.csv").is_file():
         from acga_lightning.data.toy import write_a2d
 
         write_a2d(root, **toy)
-    vectors = Path(args.word_vectors) if args.word_vectors else root / "word2vec.bin"
+    vectors = Path(word_vectors) if word_vectors else root / "word2vec.bin"
     results = score_floors(root, vectors)
     keys = ["mean_iou", "overall_iou", "precision_50", "precision_70", "precision_90", "map",
             "num_samples"]  # fmt: skip
@@ -69,6 +90,11 @@ def main() -> None:
     print(f"{'floor':<15}" + "".join(f"{k:>14}" for k in keys))
     for name, metrics in results.items():
         print(f"{name:<15}" + "".join(f"{metrics.get(k, float('nan')):>14.4f}" for k in keys))
+    for name, metrics in results.items():
+        check_metrics(name, metrics)
+    every, largest = results["every actor"], results["largest actor"]
+    require(every["num_samples"] == largest["num_samples"], "the floors scored other samples")
+    require(every["mean_iou"] > 0, "'every actor' misses every target")
 
 
 if __name__ == "__main__":

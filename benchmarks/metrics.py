@@ -2,7 +2,7 @@
 
 Two baselines, both run on the same masks in the same process:
 
-- ``official ACGA code`` (the issue's baseline): the operations of the official evaluation
+- ``official ACGA code`` (the baseline): the operations of the official evaluation
   (``util/tool.py``: ``calculate_IoU`` and ``report_result``), written afresh here. Masks arrive as
   uint8 0/1 arrays (its ``resize_and_crop`` output); per sample, intersection and union are
   ``(pred & (gt == 1)).astype(float).sum()`` and ``(pred | (gt == 1)).astype(float).sum()``, the IoU
@@ -16,6 +16,9 @@ boolean tensors. Everything runs on the same 1,000 random masks of 320 x (400..6
 agree (the official epsilon moves IoUs by < 1e-6).
 
     python benchmarks/metrics.py [--samples 1000] [--repeats 3] [--threads 1] [--device cuda]
+    python benchmarks/metrics.py --quick   # 40 masks, one pass: seconds
+
+Every run checks that every row returns the official loop's figures (exit status 1 otherwise).
 
 ``--device cuda`` keeps the masks on the GPU for ours (the baselines stay NumPy on the CPU).
 On a busy machine pass ``--threads 1``: oversubscribed intra-op threads make torch's CPU
@@ -29,6 +32,7 @@ import time
 
 import numpy as np
 import torch
+from _checks import check_metrics, passed, require
 
 from acga_lightning.metrics import ReferringSegmentationMetrics
 
@@ -120,18 +124,21 @@ def best_time(fn, repeats: int) -> tuple[float, dict]:
 
 def check(name: str, result: dict[str, float], reference: dict[str, float], tol: float) -> None:
     for key, value in reference.items():
-        if abs(result[key] - value) > tol:
-            raise AssertionError(f"{key}: {name} gives {result[key]}, the baseline {value}")
+        require(abs(result[key] - value) <= tol, f"{key}: {name} gives {result[key]}, not {value}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="40 masks, one pass: CI's check")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[4, 16, 1000])
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--device", default="cpu", help="where our metric runs")
     args = parser.parse_args()
+    began = time.perf_counter()
+    if args.quick:
+        args.samples, args.repeats, args.batches = 40, 1, [4, 40]
     if args.threads:
         torch.set_num_threads(args.threads)
     preds, targets = make_masks(args.samples)
@@ -144,6 +151,7 @@ def main() -> None:
     official_s, official = best_time(lambda: official_loop(u8_preds, u8_targets), args.repeats)
     lean_s, lean = best_time(lambda: lean_loop(np_preds, np_targets), args.repeats)
     check("the lean loop", lean, official, 1e-6)
+    check_metrics("the official loop", official)
     where = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(
         f"{n} masks of 320 x (400..600); ours on {where}, torch threads {torch.get_num_threads()}"
@@ -161,6 +169,7 @@ def main() -> None:
         print(f"{label:<40}{ours_s / n * 1e6:>10.1f}{official_s / ours_s:>12.2f}"
               f"{lean_s / ours_s:>9.2f}")  # fmt: skip
     print("\ntarget: ours >= 5x faster than the official code's loop")
+    passed("metrics", time.perf_counter() - began)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py                       # paper settings on a GPU
     python benchmarks/throughput.py --device cpu --size 64 --frames 8 --batch 2 --steps 2
+    python benchmarks/throughput.py --quick   # CPU, 1 x 8 x 32 x 32, fp32 vs optimised eager
 
 Rows: ``plain fp32`` (the model as the paper's code runs it: fp32, eager, no TF32, none of our
 switches), ``plain bf16`` (the same under bf16 autocast) and ``optimised`` (every switch on:
@@ -13,6 +14,9 @@ TFLOP/s counts the *plain* model's FLOPs (torch.utils.flop_counter) per clip, so
 credited with the same useful work; the optimised path executes fewer. ``share`` is that rate
 over the card's dense bf16 peak (``--peak-tflops``, default 790 as measured for an H200 / H100
 matrix product here).
+
+Invariant (every run; exit status 1 when it fails): with both in fp32, the optimised switches
+give the plain model's logits (max difference under 1e-3).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch  # noqa: E402
+from _checks import passed, require  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from acga_lightning import ACGASegmenter  # noqa: E402
@@ -149,6 +154,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="CPU, tiny clip, one step, no compile: CI's check"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--frames", type=int, default=16)
@@ -167,6 +175,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--peak-tflops", type=float, default=790.0)
     args = parser.parse_args(argv)
+    began = time.perf_counter()
+    if args.quick:
+        args.device, args.batch, args.frames, args.size = "cpu", 1, 8, 32
+        args.steps, args.warmup, args.no_compile = 1, 0, True
+        # the two rows the invariant compares (without compile "optimised" repeats "optimised
+        # eager"; bf16 autocast still runs in the per-part timing below)
+        args.rows = ["plain fp32", "optimised eager"]
     if args.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = False  # the plain fp32 reference: no TF32
         torch.backends.cudnn.allow_tf32 = False
@@ -246,6 +261,8 @@ def main(argv: list[str] | None = None) -> None:
             (plain(**inputs)["logits"][-1] - fast_fp32(**inputs)["logits"][-1]).abs().max().item()
         )
     print(f"\nmax |logit difference| plain vs optimised switches, both fp32: {diff:.2e}")
+    require(diff < 1e-3, f"the optimised switches change the logits by {diff:.2e}")
+    passed("throughput", time.perf_counter() - began)
 
 
 if __name__ == "__main__":

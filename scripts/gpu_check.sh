@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared device run (issue 8): GPU tests, then the throughput benchmark at paper settings.
+# One prepared device run: GPU tests, then the throughput benchmark at paper settings.
 # Usage on the device machine: bash scripts/gpu_check.sh  (writes logs under $OUT if set)
 set -uo pipefail
 OUT="${OUT:-/tmp/acga-gpu}"; mkdir -p "$OUT"

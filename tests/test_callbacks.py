@@ -56,7 +56,8 @@ def test_fit_writes_pictures_to_disk_without_a_logger(tmp_path):
     assert {p.name for p in folder.iterdir()} == expected  # the sanity check drew nothing more
     assert sorted(every_epoch.written) == sorted(folder / name for name in expected)
     overlay = np.asarray(Image.open(folder / "sample0_overlay.png"))
-    assert overlay.shape == (32, 32, 3)
+    # the 32-pixel frame enlarged 8x (nearest) under its caption, over its legend
+    assert overlay.shape == (256 + 64, 256, 3)
     words = np.asarray(Image.open(folder / "sample0_word_attention.png"))
     assert words.ndim == 3 and words.shape[0] > 32 and words.std() > 0
     assert not elsewhere.exists() and not_yet.written == []  # every_n_epochs=2: not due
@@ -100,13 +101,19 @@ def test_images_go_to_wandb_and_not_to_disk(tmp_path):
     callback.on_validation_batch_end(trainer, model, None, batch, batch_idx=0)  # recomputes
     callback.on_validation_epoch_end(trainer, model)
     keys = sorted(call[0] for call in logger.calls)
-    assert keys == ["val/overlay", "val/pixel_context", "val/word_attention"]
-    assert all(n == 2 and step == 7 for _, n, _, step in logger.calls)
+    assert keys == [
+        "val/overlay", "val/pixel_context", "val/word_attention/0", "val/word_attention/1"
+    ]  # fmt: skip
+    assert all(step == 7 for *_, step in logger.calls)
+    assert {k: n for k, n, _, _ in logger.calls}["val/overlay"] == 2
     overlay_captions = next(c for k, _, c, _ in logger.calls if k == "val/overlay")
     assert overlay_captions[1].startswith("the red ball (IoU ")
-    # Queries of 2 and 3 words give word-attention grids of different widths: padded to one size
-    # (wandb warns otherwise).
+    # Strips hold pictures of one size (wandb warns otherwise); word maps of 2 and 3 words are
+    # as wide as their words, one per key, with no blank padding.
     assert all(len(shapes) == 1 for shapes in logger.shapes.values()), logger.shapes
+    (two_words,) = logger.shapes["val/word_attention/0"]
+    (three_words,) = logger.shapes["val/word_attention/1"]
+    assert two_words[0] == three_words[0] and 2 * three_words[1] == 3 * two_words[1]
     assert not (tmp_path / "pictures").exists() and callback.written == []
 
 

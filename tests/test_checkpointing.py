@@ -120,3 +120,26 @@ def test_last_means_the_newest_last_ckpt_of_the_same_experiment(tmp_path):
     trainer = pl.Trainer(logger=other, enable_progress_bar=False, enable_model_summary=False)
     path, notice = resolve_last(trainer)
     assert path is None and "nothing to resume" in notice and "from scratch" in notice
+
+
+def test_atomic_save_round_trip_and_a_failed_write_keeps_the_old_file(tmp_path) -> None:
+    from acga_lightning.checkpointing import atomic_torch_save
+
+    path = atomic_torch_save({"step": 1}, tmp_path / "sub" / "last.ckpt")
+    assert torch.load(path) == {"step": 1}
+    with pytest.raises(Exception):  # noqa: B017 - whatever pickle raises for a lambda
+        atomic_torch_save({"step": 2, "bad": lambda: None}, path)
+    assert torch.load(path) == {"step": 1}
+    assert list(path.parent.iterdir()) == [path]  # no temp file left behind
+
+
+def test_stale_temp_files_are_removed(tmp_path, caplog) -> None:
+    from acga_lightning.checkpointing import remove_stale_temp_files
+
+    stale = tmp_path / ".last.ckpt.abc123.tmp"
+    stale.write_bytes(b"partial")
+    keep = tmp_path / "last.ckpt"
+    keep.write_bytes(b"whole")
+    assert remove_stale_temp_files(tmp_path) == [stale]
+    assert not stale.exists() and keep.exists()
+    assert "partial checkpoint" in caplog.text

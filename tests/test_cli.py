@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from acga_lightning.cli import load_config, main, merge_configs, resolve_config_args
-from acga_lightning.data.toy import write_a2d
 from acga_lightning.registry import REGISTRIES
 
 TINY_MODEL = [
@@ -19,8 +18,8 @@ TINY_MODEL = [
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> Path:
-    return write_a2d(tmp_path_factory.mktemp("cli") / "toy", num_videos=8, height=64, seed=5)
+def toy(a2d_root) -> Path:
+    return a2d_root
 
 
 @pytest.fixture(autouse=True)

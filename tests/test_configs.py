@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from acga_lightning.cli import load_config, main
-from acga_lightning.data.toy import write_a2d, write_jhmdb
 from acga_lightning.data.toy_acga_h5 import write_acga_release
 from acga_lightning.registry import parse_spec
 
@@ -30,13 +29,12 @@ FAST = [
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
+def tiny(tmp_path_factory, small_a2d_root, toy_jhmdb) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("configs")
-    write_a2d(base / "a2d", num_videos=4, height=64, seed=3)
-    write_jhmdb(base / "jhmdb", num_videos=2, height=48, width=64, seed=3)
+    jhmdb = toy_jhmdb(num_videos=2, height=48, width=64, seed=3)
     # The official release's h5 layout, at the 64-pixel frame size of TINY (grid 4).
     write_acga_release(base / "release", frames=2, grid=4, mask_size=64, seed=3)
-    return {"a2d": base / "a2d", "jhmdb": base / "jhmdb", "cache": base / "cache", "base": base,
+    return {"a2d": small_a2d_root, "jhmdb": jhmdb, "cache": base / "cache", "base": base,
             "release": base / "release"}  # fmt: skip
 
 

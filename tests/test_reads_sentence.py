@@ -20,7 +20,6 @@ import torch
 from acga_lightning import ACGASegmenter
 from acga_lightning.data.a2d import MASKS, A2DSentences, read_a2d_mask
 from acga_lightning.data.collate import collate_samples
-from acga_lightning.data.toy import write_a2d
 from acga_lightning.data.words import encode_query, load_word_vectors
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -37,11 +36,11 @@ def model() -> ACGASegmenter:
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory, model: ACGASegmenter) -> dict:
+def clips(toy_a2d, model: ACGASegmenter) -> dict:
     """Per (video, frame) with both actors: the two samples and both actors' masks."""
     hp = model.hparams
-    root = write_a2d(
-        tmp_path_factory.mktemp("two_actors"), num_videos=16, seed=1234, height=hp.frame_size,
+    root = toy_a2d(
+        num_videos=16, seed=1234, height=hp.frame_size,
         width=hp.frame_size, num_frames=(12, 16), annotated_per_video=2, test_fraction=0.5,
         quirks=False, word2vec=False, min_actors=2, max_actors=2, sentence_only=True,
     )  # fmt: skip

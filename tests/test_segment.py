@@ -24,7 +24,6 @@ from acga_lightning.data import (
     probe_video,
     read_window,
     resize_frames,
-    write_a2d,
 )
 from acga_lightning.segment import OverlayWriter, segment, segment_main
 
@@ -53,10 +52,10 @@ def save_checkpoint(model, path, data_hparams=None):
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
+def toy(tmp_path_factory, toy_a2d):
     """A generated video (64 pixels high), a query for it, and an untrained tiny checkpoint."""
     tmp = tmp_path_factory.mktemp("segment")
-    root = write_a2d(tmp / "toy", num_videos=2, seed=4, height=64, num_frames=(12, 14))
+    root = toy_a2d(num_videos=2, seed=4, height=64, num_frames=(12, 14))
     manifest = json.loads((root / "toy_manifest.json").read_text())
     video_id, described = sorted(manifest["videos"].items())[0]
     torch.manual_seed(0)

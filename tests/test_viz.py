@@ -17,7 +17,7 @@ from acga_lightning.data import frames_to_tensor
 from acga_lightning.models.attention import LanguageGuidedVisionAttention
 from acga_lightning.models.coords import append_coordinates
 
-TITLE_PX = 22
+TITLE_PX = viz.TITLE_PX
 
 
 def gray_frame(h=40, w=60, value=100):
@@ -110,8 +110,11 @@ def test_word_attention_grid_size_and_hot_cells():
     top_left = grid[TITLE_PX + 5, 5].astype(int)
     bottom_right = grid[TITLE_PX + 95, 95].astype(int)
     assert top_left[0] > top_left[2] and bottom_right[2] > bottom_right[0]
-    one_row = viz.render_word_attention(frame, a, words, word_mask=mask, panel_px=80)
+    one_row = viz.render_word_attention(frame, a, words, word_mask=mask, panel_px=80, columns=4)
     assert one_row.shape == (80 + TITLE_PX, 3 * 80, 3)  # columns capped at the number of words
+    # by default: one row of 3 panels, the 64-pixel frame enlarged 2x (nearest), no resampling
+    default = viz.render_word_attention(frame, a, words, word_mask=mask)
+    assert default.shape == (128 + TITLE_PX, 3 * 128, 3)
     with pytest.raises(ValueError, match="words"):
         viz.render_word_attention(frame, a, ["dog"], word_mask=mask)
     with pytest.raises(ValueError, match="scale"):
@@ -210,3 +213,75 @@ def test_encode_inputs_sees_the_words_the_forward_sees(mask_padding):
     with torch.no_grad():
         forward = model(**batch)["attention"].sentence
     torch.testing.assert_close(viz.encode_inputs(model, batch)["sentence"], forward)
+
+
+def test_upscale_repeats_pixels_and_the_factor_reaches_the_readable_size():
+    image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    big = viz.upscale(image, 3)
+    assert big.shape == (6, 6, 3)
+    np.testing.assert_array_equal(big[:3, :3], np.broadcast_to(image[0, 0], (3, 3, 3)))
+    np.testing.assert_array_equal(big[3:, 3:], np.broadcast_to(image[1, 1], (3, 3, 3)))
+    assert viz.readable_factor((64, 64)) == 4 and viz.readable_factor((64, 100), 200) == 4
+    assert viz.readable_factor((320, 400)) == 1  # large frames are left as they are
+    with pytest.raises(ValueError, match="factor"):
+        viz.upscale(image, 0)
+
+
+@pytest.mark.parametrize(
+    ("count", "columns"), [(1, 1), (3, 3), (5, 5), (6, 3), (7, 4), (10, 5), (11, 4), (20, 5)]
+)
+def test_balanced_columns_leave_no_empty_row_and_few_empty_panels(count, columns):
+    assert viz.balanced_columns(count) == columns
+    rows = math.ceil(count / columns)
+    assert rows * columns - count < rows  # empty panels, all in the last row, fewer than rows
+    assert rows == math.ceil(count / 5)  # the fewest rows of at most 5
+
+
+def test_render_overlay_enlarges_captions_and_tells_prediction_from_truth():
+    frame = gray_frame(32, 32)
+    pred, target = square_mask(32, 32, 4, 4, 12), square_mask(32, 32, 10, 10, 12)
+    picture = viz.render_overlay(frame, pred, target, query="the red ball on the left")
+    assert picture.shape == (256 + 64, 256, 3) and picture.dtype == np.uint8
+    body = picture[40 : 40 + 256]  # between the caption and the legend strips
+    # each frame pixel is an 8 x 8 square: the prediction's fill inside, the truth's outline
+    k = 8
+    inside_pred_only = body[6 * k + 4, 6 * k + 4]
+    expected = viz.overlay_masks(frame, pred, target, alpha=0.45)[6, 6]
+    np.testing.assert_array_equal(inside_pred_only, expected)
+    assert (body[10 * k + 20, 21 * k + 7] == viz.TARGET_COLOR).all()  # right edge of the truth
+    assert (body[21 * k + 7, 16 * k] == viz.TARGET_COLOR).all()  # its bottom edge
+    background = body[30 * k, 30 * k]
+    np.testing.assert_array_equal(background, frame[30, 30])
+    # the strips carry text and the legend's swatches in both colours
+    caption, legend = picture[:40], picture[40 + 256 :]
+    assert (caption < 128).any()  # dark text on white
+    colours = legend.reshape(-1, 3)
+    assert (colours == viz.PRED_COLOR).all(-1).any() and (colours == viz.TARGET_COLOR).all(-1).any()
+    # the same size whatever the query: a batch's overlays make a strip
+    long = viz.render_overlay(frame, pred, target, query="word " * 60, iou=0.5)
+    assert long.shape == picture.shape
+
+
+def test_mask_iou_and_the_caption_lines():
+    a, b = square_mask(size=10), square_mask(left=25, size=10)
+    assert viz.mask_iou(a, b) == pytest.approx(50 / 150)
+    assert viz.mask_iou(np.zeros((4, 4), bool), np.zeros((4, 4), bool)) == 1.0
+    lines = viz._caption_lines("word " * 60, 256)
+    assert lines.count("\n") == 1 and lines.endswith("\u2026")
+
+
+def test_render_sample_puts_the_word_maps_beside_the_overlay():
+    frame, words = gray_frame(64, 64), ["dog", "on", "left"]
+    mask = np.arange(6) < 3
+    pred = square_mask(64, 64, 8, 8, 20)
+    picture = viz.render_sample(frame, pred, pred, "dog on left", word_attention(), words,
+                                word_mask=mask)  # fmt: skip
+    overlay = viz.render_overlay(frame, pred, pred, query="dog on left")
+    assert picture.shape[0] == overlay.shape[0]  # one row of word panels as tall as the overlay
+    np.testing.assert_array_equal(picture[:, : overlay.shape[1]], overlay)
+    panel = overlay.shape[0] - TITLE_PX
+    assert picture.shape[1] == overlay.shape[1] + 12 + 3 * panel
+    alone = viz.render_sample(frame, pred, None, "dog on left")
+    assert alone.shape == overlay.shape
+    with pytest.raises(ValueError, match="words"):
+        viz.render_sample(frame, pred, pred, "dog", word_attention(), None, word_mask=mask)

@@ -27,22 +27,6 @@ log = logging.getLogger(__name__)
 GRAY = 128  # background of a sample that comes as cached features (no frames to show)
 
 
-def _same_size(images: list[np.ndarray]) -> list[np.ndarray]:
-    """Pad (H, W, 3) uint8 pictures with white to the largest height and width among them.
-
-    wandb shows the pictures of one key as a strip and warns when their sizes differ (a word
-    attention grid is as wide as its query is long); the pictures themselves are not scaled.
-    """
-    height = max(image.shape[0] for image in images)
-    width = max(image.shape[1] for image in images)
-    padded = []
-    for image in images:
-        canvas = np.full((height, width, *image.shape[2:]), 255, dtype=image.dtype)
-        canvas[: image.shape[0], : image.shape[1]] = image
-        padded.append(canvas)
-    return padded
-
-
 def _wandb_loggers(trainer: pl.Trainer) -> list[Any]:
     try:
         from pytorch_lightning.loggers import WandbLogger
@@ -51,21 +35,20 @@ def _wandb_loggers(trainer: pl.Trainer) -> list[Any]:
     return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
 
 
-def _iou(pred: np.ndarray, target: np.ndarray) -> float:
-    union = np.logical_or(pred, target).sum()
-    return float(np.logical_and(pred, target).sum() / union) if union else 1.0
-
-
 class ValidationImageLogger(pl.Callback):
     """Renders a few samples of the first validation batch every ``every_n_epochs`` epochs.
 
     For each of the first ``num_samples`` samples of validation batch 0: the annotated frame with
-    the prediction (red fill) and the ground truth (green outline), at the model's resolution;
-    VGLA's attention per word (paper Fig. 5) when the attention has a VGLA branch; and LGVA's
-    context of the pixel at the centre of the true mask when it has an LGVA branch (one extra
-    encoder pass over those samples). Images go to every ``WandbLogger`` of the trainer
-    (``logger.log_image`` under ``val/overlay``, ``val/word_attention``, ``val/pixel_context``);
-    when there is none, or when ``out_dir`` is given, they are written as PNGs to
+    the prediction (cyan fill) and the ground truth (magenta outline), enlarged (nearest) to at
+    least 256 pixels, captioned with the query and the IoU, with a legend
+    (:func:`~acga_lightning.viz.render_overlay`); VGLA's attention per word (paper Fig. 5) when
+    the attention has a VGLA branch; and LGVA's context of the pixel at the centre of the true
+    mask when it has an LGVA branch (one extra encoder pass over those samples). Images go to
+    every ``WandbLogger`` of the trainer (``logger.log_image``): overlays and pixel contexts, one
+    size per batch, as strips under ``val/overlay`` and ``val/pixel_context``; word maps, whose
+    width follows the query's length, one sample per key, ``val/word_attention/<i>``, so that
+    none is padded to another's size. When there is no wandb logger, or when ``out_dir`` is
+    given, they are written as PNGs to
     ``<out_dir or trainer.log_dir or default_root_dir>/pictures/epoch_XXX/``. Sanity-check
     validation is skipped; only the global-zero process draws.
     """
@@ -164,8 +147,10 @@ class ValidationImageLogger(pl.Callback):
     def render(sample: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, str]]:
         """The pictures of one collected sample: name -> (uint8 image, caption)."""
         frame, pred, target, query = (sample[k] for k in ("frame", "pred", "target", "query"))
-        caption = query if target is None else f"{query} (IoU {_iou(pred, target):.2f})"
-        images = {"overlay": (viz.overlay_masks(frame, pred, target), caption)}
+        iou = None if target is None else viz.mask_iou(pred, target)
+        caption = query if iou is None else f"{query} (IoU {iou:.2f})"
+        overlay = viz.render_overlay(frame, pred, target, query=query, iou=iou)
+        images = {"overlay": (overlay, caption)}
         if sample["word_attention"] is not None:
             labels = viz.word_labels(query, int(sample["word_mask"].sum()))
             grid = viz.render_word_attention(
@@ -203,9 +188,17 @@ class ValidationImageLogger(pl.Callback):
             log.info("wrote %d validation pictures to %s", len(self.written), directory)
         for logger in wandb_loggers:
             for name in rendered[0]:
+                pictures = [r[name] for r in rendered if name in r]
+                if name == "word_attention":
+                    for i, (image, caption) in enumerate(pictures):
+                        logger.log_image(
+                            key=f"val/{name}/{i}", images=[image], caption=[caption],
+                            step=trainer.global_step,
+                        )  # fmt: skip
+                    continue
                 logger.log_image(
                     key=f"val/{name}",
-                    images=_same_size([r[name][0] for r in rendered if name in r]),
-                    caption=[r[name][1] for r in rendered if name in r],
+                    images=[image for image, _ in pictures],
+                    caption=[caption for _, caption in pictures],
                     step=trainer.global_step,
                 )

@@ -5,7 +5,7 @@ is the checkpoint's ``num_frames`` frames around ``f`` (:func:`~acga_lightning.d
 clamped at the video's ends, ``f`` at index ``T // 2``), resized with the checkpoint's
 ``resize_policy`` to ``frame_size``; the mask is predicted at the frame's original size. Outputs:
 ``OUT/masks/%05d.png`` named by the 1-based frame number (8-bit PNG, 0 or 255, original size)
-and ``OUT/overlay.mp4`` (H.264, original size, the mask tinted red; with a stride its frame rate
+and ``OUT/overlay.mp4`` (H.264, original size, the mask tinted cyan; with a stride its frame rate
 is divided by the stride so it keeps the video's duration).
 
 The video is decoded once, front to back, keeping only the frames the pending clips need.

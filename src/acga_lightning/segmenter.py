@@ -44,10 +44,10 @@ class ACGASegmenter(pl.LightningModule):
     512 x 512, trained with Adam at 5e-4 and the learning rate divided by 10 after epoch 8.
     ``acga plugins`` lists every registered part and its arguments.
 
-    Batches follow the sample contract (DESIGN.md section 4): ``frames`` or ``features``,
-    ``words``, ``word_mask``, ``mask``; ``orig_mask`` and ``orig_size`` for scoring. ``frames``
-    may be float32 in [-1, 1] or uint8 pixels (the datamodule's fast path): :meth:`forward`
-    normalises uint8 on the model's device, exactly as the readers would have.
+    Batches follow the sample contract (:mod:`acga_lightning.data.sample`): ``frames`` or
+    ``features``, ``words``, ``word_mask``, ``mask``; ``orig_mask`` and ``orig_size`` for
+    scoring. ``frames`` may be float32 in [-1, 1] or uint8 pixels (the datamodule's fast path):
+    :meth:`forward` normalises uint8 on the model's device, exactly as the readers would have.
 
     What the model computes follows the official code (``model/acga.py``) unless an option says
     otherwise. ``mask_padding=False`` (official): every one of the ``N`` word positions is a
@@ -60,8 +60,8 @@ class ACGASegmenter(pl.LightningModule):
 
     Run-time switches (how the model runs, not what it computes; applied when fit, test or
     predict starts): ``channels_last`` and ``compile`` on CUDA; ``channels_last_on_cpu`` puts
-    the weights channels-last on a CPU too (about 15% faster steps for the demo's small 2-D
-    model on two cores).
+    the weights channels-last on a CPU too (it pays off for small 2-D models such as the
+    demo's; measure before turning it on for others).
     """
 
     def __init__(
@@ -126,8 +126,8 @@ class ACGASegmenter(pl.LightningModule):
 
     def _optimise_for_device(self) -> None:
         # channels_last and torch.compile pay off on CUDA; on CPU compile only costs start-up
-        # time, and channels_last is opt-in (channels_last_on_cpu): it made a step of the
-        # demo's small 2-D model about 15% faster, and nothing was measured for I3D.
+        # time, and channels_last is opt-in (channels_last_on_cpu): it speeds up the demo's
+        # small 2-D model on a CPU, and nothing was measured for I3D.
         from acga_lightning.perf import optimise_for_speed, to_channels_last
 
         if self.device.type == "cuda" and not self.compiled:

@@ -2,12 +2,17 @@
 
 Everything returns uint8 RGB numpy images ``(H, W, 3)``; :func:`save_png` writes one. Grids are
 drawn with matplotlib's object API on an Agg canvas (no pyplot, so a notebook's backend is left
-alone).
+alone). Small frames (the demo's are 64 x 64) are enlarged by an integer factor with
+nearest-neighbour sampling (:func:`upscale`) before anything is drawn on them, so every pixel
+of the model's input stays a visible square and the outlines are drawn at the readable size.
 
 - :func:`overlay_masks`: the prediction as a tinted fill, the ground truth as an outline.
+- :func:`render_overlay`: that overlay enlarged, captioned with the query and the IoU, with a
+  legend telling the prediction from the truth.
 - :func:`render_word_attention`: paper Fig. 5. For each word of the query, VGLA's weight of that
   word at every pixel of the ``G x G`` grid (a softmax over words, so in [0, 1]), upsampled onto
-  the frame, one panel per word titled with it.
+  the frame, one panel per word titled with it, in as few rows as fit without empty panels.
+- :func:`render_sample`: the overlay and the word maps of one sample side by side.
 - :func:`lgva_attention` recomputes LGVA's pixel-to-pixel attention ``(B, HW, HW)`` from the
   module's weights (the forward keeps only the attended features); :func:`render_pixel_context`
   draws one pixel's row of it: where that pixel looks for context.
@@ -16,6 +21,7 @@ alone).
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,9 +34,13 @@ from PIL import Image
 from scipy import ndimage
 from torch import nn
 
-PRED_COLOR = (255, 60, 40)  # red fill: the prediction
-TARGET_COLOR = (40, 255, 90)  # green outline: the ground truth
+# Neither colour is one the generated actors are painted in (red, green, blue, yellow, purple,
+# orange), so a mask never vanishes into the actor it covers.
+PRED_COLOR = (0, 229, 255)  # cyan fill with its outline: the prediction
+TARGET_COLOR = (255, 0, 170)  # magenta outline: the ground truth
 MARKER_COLOR = (255, 255, 255)
+READABLE_PX = 256  # the shorter side a picture of a frame is enlarged to, at least
+TITLE_PX = 22  # the title strip above each panel of a grid
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -117,6 +127,105 @@ def overlay_masks(
     if target is not None:
         out[mask_outline(_check_mask(target, size, "target"), outline_width)] = target_color
     return out
+
+
+def mask_iou(pred: ArrayLike, target: ArrayLike) -> float:
+    """IoU of two bool masks of one size; 1.0 when both are empty (the ACGA protocol's rule)."""
+    p, t = _numpy(pred).astype(bool), _numpy(target).astype(bool)
+    union = np.logical_or(p, t).sum()
+    return float(np.logical_and(p, t).sum() / union) if union else 1.0
+
+
+def _caption_lines(text: str, width_px: int, lines: int = 2, char_px: float = 6.6) -> str:
+    """``text`` wrapped to ``lines`` lines of the width (the last cut with an ellipsis)."""
+    chars = max(8, int(width_px / char_px))
+    wrapped = textwrap.wrap(text, chars) or [""]
+    if len(wrapped) > lines:
+        wrapped = wrapped[:lines]
+        wrapped[-1] = wrapped[-1][: chars - 1].rstrip() + "\u2026"
+    return "\n".join(wrapped)
+
+
+def render_overlay(
+    frame: ArrayLike,
+    pred: ArrayLike | None = None,
+    target: ArrayLike | None = None,
+    *,
+    query: str = "",
+    iou: float | None = None,
+    min_size: int = READABLE_PX,
+    alpha: float = 0.45,
+) -> np.ndarray:
+    """The overlay of :func:`overlay_masks`, readable: enlarged, captioned, with a legend.
+
+    The frame and masks are enlarged by :func:`readable_factor` (nearest), the masks drawn at
+    that size (outlines 2 pixels wide); above, the query and the IoU (computed from ``pred`` and
+    ``target`` when ``iou`` is None and both are given), in two lines at most; below, a legend.
+    The size depends only on the frame's: pictures of one batch can be shown as a strip.
+    Returns uint8 ``(k * H + 64, k * W, 3)`` for the factor ``k``.
+    """
+    image = _check_frame(frame)
+    k = readable_factor(image.shape[:2], min_size)
+    big = upscale(image, k)
+    p = None if pred is None else upscale(_check_mask(pred, image.shape[:2], "pred"), k)
+    t = None if target is None else upscale(_check_mask(target, image.shape[:2], "target"), k)
+    picture = overlay_masks(big, p, t, alpha=alpha, outline_width=2)
+    if iou is None and pred is not None and target is not None:
+        iou = mask_iou(pred, target)
+    caption = query if iou is None else f"{query} (IoU {iou:.2f})"
+    legend = [("prediction", PRED_COLOR, True)] if pred is not None else []
+    legend += [("truth", TARGET_COLOR, False)] if target is not None else []
+    return _captioned(picture, _caption_lines(caption, picture.shape[1]), legend)
+
+
+def _captioned(
+    picture: np.ndarray, caption: str, legend: Sequence[tuple[str, Sequence[int], bool]]
+) -> np.ndarray:
+    """``picture`` under a 40-pixel caption strip and over a 24-pixel legend strip."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    caption_px, legend_px, dpi = 40, 24, 100
+    h, w = picture.shape[:2]
+    height = caption_px + h + legend_px
+    fig = Figure(figsize=(w / dpi, height / dpi), dpi=dpi, facecolor="white")
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, legend_px / height, 1, h / height))
+    ax.imshow(picture, interpolation="nearest")
+    ax.set_axis_off()
+    fig.text(0.5, 1 - caption_px / 2 / height, caption, ha="center", va="center", fontsize=9)
+    if legend:
+        handles = [
+            Patch(
+                facecolor=np.asarray(c) / 255 if filled else "none",
+                edgecolor=np.asarray(c) / 255,
+                linewidth=2,
+                label=label,
+            )
+            for label, c, filled in legend
+        ]
+        fig.legend(
+            handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9,
+            bbox_to_anchor=(0.5, 0), borderaxespad=0.2, handlelength=1.5, columnspacing=1.5,
+        )  # fmt: skip
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def readable_factor(size: tuple[int, int], min_size: int = READABLE_PX) -> int:
+    """The smallest integer factor that brings the shorter side of ``size`` to ``min_size``."""
+    if min_size < 1:
+        raise ValueError(f"min_size: expected >= 1, got {min_size}")
+    return max(1, math.ceil(min_size / max(1, min(size))))
+
+
+def upscale(image: ArrayLike, factor: int) -> np.ndarray:
+    """``image`` ``(H, W, ...)`` with every pixel repeated ``factor`` x ``factor`` (nearest)."""
+    if factor < 1:
+        raise ValueError(f"factor: expected an integer >= 1, got {factor}")
+    a = _numpy(image)
+    return a.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
 def upsample_map(values: ArrayLike, size: tuple[int, int]) -> np.ndarray:
@@ -212,7 +321,7 @@ def _figure_grid(
 
     columns = max(1, min(columns, len(panels)))
     rows = math.ceil(len(panels) / columns)
-    title_px = 22
+    title_px = TITLE_PX
     cell_h = panel_px + title_px
     width, height = columns * panel_px, rows * cell_h
     fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
@@ -223,12 +332,21 @@ def _figure_grid(
         ax = fig.add_axes(
             (c * panel_px / width, bottom / height, panel_px / width, panel_px / height)
         )
-        ax.imshow(panel, interpolation="bilinear")
+        ax.imshow(panel, interpolation="nearest" if panel.shape[0] == panel_px else "bilinear")
         ax.set_axis_off()
         ax.set_title(title, fontsize=9, pad=3)
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())  # (H, W, 4)
     return rgba[..., :3].copy()
+
+
+def balanced_columns(count: int, max_columns: int = 5) -> int:
+    """Columns for ``count`` panels in the fewest rows of at most ``max_columns``, the rows as
+    even as they can be (5 words: one row of 5; 7: 4 + 3; 10: 5 + 5)."""
+    if count < 1 or max_columns < 1:
+        raise ValueError(f"count and max_columns: expected >= 1, got {count}, {max_columns}")
+    rows = math.ceil(count / max_columns)
+    return math.ceil(count / rows)
 
 
 def render_word_attention(
@@ -238,8 +356,8 @@ def render_word_attention(
     *,
     word_mask: ArrayLike | None = None,
     scale: str = "absolute",
-    columns: int = 4,
-    panel_px: int = 160,
+    columns: int | None = None,
+    panel_px: int | None = None,
     alpha: float = 0.55,
     cmap: str = "jet",
 ) -> np.ndarray:
@@ -248,8 +366,11 @@ def render_word_attention(
     ``word_attention`` ``(G*G, N)`` of one sample; ``words`` the labels of the real words (see
     :func:`word_labels`), ``word_mask`` ``(N,)`` which slots are real (default: the first
     ``len(words)``). ``scale="absolute"`` colours weights 0..1 on one scale, so panels compare
-    across words; ``"per_word"`` stretches each map to its own range. Returns uint8
-    ``(rows * (panel_px + 22), columns * panel_px, 3)`` with ``columns`` capped at the words.
+    across words; ``"per_word"`` stretches each map to its own range. ``columns`` defaults to
+    :func:`balanced_columns` (no empty panel but in the last row, fewer than the rows);
+    ``panel_px`` to the frame enlarged by an integer factor (nearest) to at least 128 pixels.
+    Returns uint8 ``(rows * (panel_px + 22), columns * panel_px, 3)``, ``columns`` capped at the
+    number of words.
     """
     if scale not in ("absolute", "per_word"):
         raise ValueError(f"scale: expected 'absolute' or 'per_word', got {scale!r}")
@@ -260,9 +381,57 @@ def render_word_attention(
     if len(words) != len(maps):
         raise ValueError(f"words: {len(words)} labels for {len(maps)} real words")
     vmin, vmax = (0.0, 1.0) if scale == "absolute" else (None, None)
-    panels = [blend_heatmap(image, m, alpha=alpha, cmap=cmap, vmin=vmin, vmax=vmax) for m in maps]
+    if panel_px is None:
+        k = readable_factor(image.shape[:2], READABLE_PX // 2)
+        panel_px = k * image.shape[0]
+    big = _panel_frame(image, panel_px)
+    panels = [blend_heatmap(big, m, alpha=alpha, cmap=cmap, vmin=vmin, vmax=vmax) for m in maps]
     titles = [f"{w} ({float(m.max()):.2f})" for w, m in zip(words, maps, strict=True)]
+    columns = balanced_columns(len(panels)) if columns is None else columns
     return _figure_grid(panels, titles, columns, panel_px)
+
+
+def _panel_frame(image: np.ndarray, panel_px: int) -> np.ndarray:
+    """``image`` resized (nearest) to ``panel_px`` x ``panel_px``: pixels stay sharp squares."""
+    if image.shape[:2] == (panel_px, panel_px):
+        return image
+    return np.asarray(Image.fromarray(image).resize((panel_px, panel_px), Image.Resampling.NEAREST))
+
+
+def render_sample(
+    frame: ArrayLike,
+    pred: ArrayLike,
+    target: ArrayLike | None,
+    query: str,
+    word_attention: ArrayLike | None = None,
+    words: Sequence[str] | None = None,
+    *,
+    word_mask: ArrayLike | None = None,
+    min_size: int = READABLE_PX,
+    gap_px: int = 12,
+) -> np.ndarray:
+    """One sample at a glance: :func:`render_overlay` with the word maps to its right.
+
+    Without ``word_attention`` this is the overlay alone. The word panels are sized so that
+    their rows stand as tall as the overlay; the shorter side is padded with white at its foot.
+    """
+    overlay = render_overlay(frame, pred, target, query=query, min_size=min_size)
+    if word_attention is None:
+        return overlay
+    if words is None:
+        raise ValueError("words: labels are needed with word_attention (see word_labels)")
+    count = len(words)
+    columns = balanced_columns(count)
+    rows = math.ceil(count / columns)
+    panel_px = max(64, (overlay.shape[0] - rows * TITLE_PX) // rows)
+    grid = render_word_attention(
+        frame, word_attention, words, word_mask=word_mask, columns=columns, panel_px=panel_px
+    )
+    height = max(overlay.shape[0], grid.shape[0])
+    out = np.full((height, overlay.shape[1] + gap_px + grid.shape[1], 3), 255, np.uint8)
+    out[: overlay.shape[0], : overlay.shape[1]] = overlay
+    out[: grid.shape[0], overlay.shape[1] + gap_px :] = grid
+    return out
 
 
 # ----------------------------------------------------------------------------- pixels (LGVA)
@@ -346,15 +515,15 @@ def render_pixel_context(
     pixel: tuple[int, int],
     *,
     title: str | None = None,
-    panel_px: int = 240,
+    panel_px: int = READABLE_PX,
     alpha: float = 0.55,
     cmap: str = "jet",
 ) -> np.ndarray:
     """Where frame pixel ``(y, x)`` looks for context: its LGVA row over the frame.
 
     ``attention`` is one sample's ``(HW, HW)`` matrix (or already the pixel's row ``(HW,)``).
-    The map is stretched to its own range and the pixel is marked with a white cross. Returns
-    uint8 ``(panel_px + 22, panel_px, 3)``.
+    The frame is enlarged (nearest) to ``panel_px``, the map stretched to its own range and the
+    pixel marked with a white cross. Returns uint8 ``(panel_px + 22, panel_px, 3)``.
     """
     image = _check_frame(frame)
     a = _numpy(attention).astype(np.float32)
@@ -363,13 +532,15 @@ def render_pixel_context(
     if g * g != hw or a.ndim not in (1, 2) or (a.ndim == 2 and a.shape[0] != hw):
         raise ValueError(f"attention: expected (HW, HW) or (HW,) on a square grid, got {a.shape}")
     row = a if a.ndim == 1 else a[grid_index(pixel, image.shape[:2], g)]
-    panel = blend_heatmap(image, row.reshape(g, g), alpha=alpha, cmap=cmap)
+    big = _panel_frame(image, panel_px)  # the marker is drawn at the panel's size
+    panel = blend_heatmap(big, row.reshape(g, g), alpha=alpha, cmap=cmap)
     h, w = image.shape[:2]
-    y, x = pixel
-    arm = max(2, min(h, w) // 16)
-    panel[max(0, y - arm) : y + arm + 1, x] = MARKER_COLOR
-    panel[y, max(0, x - arm) : x + arm + 1] = MARKER_COLOR
-    label = title if title is not None else f"context of pixel (y={y}, x={x})"
+    y, x = (pixel[0] * panel_px + panel_px // 2) // h, (pixel[1] * panel_px + panel_px // 2) // w
+    arm = max(3, panel_px // 16)
+    for offset in (-1, 0, 1):  # a cross 3 pixels thick
+        panel[max(0, y - arm) : y + arm + 1, min(max(x + offset, 0), panel_px - 1)] = MARKER_COLOR
+        panel[min(max(y + offset, 0), panel_px - 1), max(0, x - arm) : x + arm + 1] = MARKER_COLOR
+    label = title if title is not None else f"context of pixel (y={pixel[0]}, x={pixel[1]})"
     return _figure_grid([panel], [label], 1, panel_px)
 
 

@@ -18,7 +18,6 @@ from acga_lightning.data.a2d import A2DSampleError, A2DSentences
 from acga_lightning.data.collate import collate_samples
 from acga_lightning.data.resize import normalise_frames, resize_frames, resize_mask, restore_mask
 from acga_lightning.data.sample import frames_to_tensor, make_sample_id
-from acga_lightning.data.toy import write_a2d
 from acga_lightning.data.transforms import ClipAugment, swap_left_right
 from acga_lightning.data.video import read_window
 
@@ -27,9 +26,8 @@ KW = {"num_frames": 4, "frame_size": 32}
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_a2d(tmp_path_factory.mktemp("a2d"), num_videos=8, seed=1, height=64,
-                     num_frames=(20, 30))  # fmt: skip
+def root(a2d_root: Path) -> Path:
+    return a2d_root  # 8 videos of 20-30 frames, 64 pixels high, seed 1 (conftest.A2D)
 
 
 @pytest.fixture(scope="module")

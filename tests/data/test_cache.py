@@ -26,10 +26,8 @@ SMALL = dict(num_frames=4, frame_size=32)
 
 
 @pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    from acga_lightning.data.toy import write_a2d
-
-    return write_a2d(tmp_path_factory.mktemp("toy") / "a2d", num_videos=4, seed=0, height=64)
+def toy_root(small_a2d_root):
+    return small_a2d_root  # 4 videos, 64 pixels high, seed 0 (conftest.SMALL_A2D)
 
 
 def make_dm(root, cache_dir, size=SMALL, **cache):

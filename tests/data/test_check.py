@@ -12,15 +12,13 @@ import numpy as np
 import pytest
 
 from acga_lightning.data.check import check_data_main, check_dataset, findings
-from acga_lightning.data.toy import write_a2d, write_jhmdb
 
 MASKS = "text_annotations/a2d_annotation_with_instances"
 
 
 @pytest.fixture(scope="module")
-def a2d_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("a2d_source")
-    return write_a2d(root, num_videos=5, height=48, num_frames=(10, 12), word2vec=False, seed=1)
+def a2d_source(toy_a2d) -> Path:
+    return toy_a2d(num_videos=5, height=48, num_frames=(10, 12), word2vec=False, seed=1)
 
 
 @pytest.fixture
@@ -29,9 +27,8 @@ def a2d(a2d_source: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def jhmdb_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("jhmdb_source")
-    return write_jhmdb(root, num_videos=3, height=32, width=40, num_frames=(5, 7), word2vec=False)
+def jhmdb_source(toy_jhmdb) -> Path:
+    return toy_jhmdb(num_videos=3, height=32, width=40, num_frames=(5, 7), word2vec=False)
 
 
 @pytest.fixture

@@ -15,15 +15,13 @@ from PIL import Image
 from acga_lightning.data.jhmdb import JHMDBSampleError, JHMDBSentences, uniform_frames
 from acga_lightning.data.resize import normalise_frames, resize_frames
 from acga_lightning.data.sample import frames_to_tensor
-from acga_lightning.data.toy import write_jhmdb
 
 KW = {"num_frames": 4, "frame_size": 32}
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_jhmdb(tmp_path_factory.mktemp("jhmdb"), num_videos=4, seed=2, height=48,
-                       width=64, num_frames=(12, 18))  # fmt: skip
+def root(toy_jhmdb) -> Path:
+    return toy_jhmdb(num_videos=4, seed=2, height=48, width=64, num_frames=(12, 18))
 
 
 @pytest.fixture(scope="module")

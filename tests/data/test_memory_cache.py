@@ -11,16 +11,14 @@ from torch.utils.data import Subset
 from acga_lightning.data import a2d as a2d_module
 from acga_lightning.data.a2d import A2DSentences
 from acga_lightning.data.memory_cache import MemoryCachedDataset, window_groups
-from acga_lightning.data.toy import write_a2d
 from acga_lightning.data.video import read_window
 
 KW = {"num_frames": 4, "frame_size": 32, "index_cache": False}
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_a2d(tmp_path_factory.mktemp("mc") / "toy", num_videos=6, seed=4, height=48,
-                     num_frames=(12, 16), quirks=False)  # fmt: skip
+def root(toy_a2d) -> Path:
+    return toy_a2d(num_videos=6, seed=4, height=48, num_frames=(12, 16), quirks=False)
 
 
 def test_window_groups_look_through_subsets(root: Path) -> None:

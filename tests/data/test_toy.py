@@ -22,7 +22,6 @@ from acga_lightning.data.toy import (
     sample_scene,
     toy_data_main,
     write_a2d,
-    write_jhmdb,
 )
 from acga_lightning.data.toy_scenes import COLOURS, POSITION_MARGIN, SHAPES, Actor, mean_position
 from acga_lightning.data.toy_text import POSITION_PHRASES, VERB_PHRASES
@@ -31,8 +30,8 @@ TINY = dict(num_videos=6, height=64, num_frames=(12, 16), annotated_per_video=3)
 
 
 @pytest.fixture(scope="module")
-def a2d(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_a2d(tmp_path_factory.mktemp("a2d"), seed=3, **TINY)
+def a2d(toy_a2d) -> Path:
+    return toy_a2d(seed=3, **TINY)
 
 
 @pytest.fixture(scope="module")
@@ -277,9 +276,8 @@ write_word2vec(Path(sys.argv[1]), vocabulary_sentences()[:200], seed=4)
 
 
 @pytest.fixture(scope="module")
-def jhmdb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_jhmdb(tmp_path_factory.mktemp("jhmdb"), num_videos=3, height=48, width=64,
-                       num_frames=(8, 10), seed=2)  # fmt: skip
+def jhmdb(toy_jhmdb) -> Path:
+    return toy_jhmdb(num_videos=3, height=48, width=64, num_frames=(8, 10), seed=2)
 
 
 def test_jhmdb_layout_and_masks(jhmdb: Path) -> None:
@@ -338,8 +336,8 @@ SENTENCE = dict(num_videos=8, height=48, width=48, num_frames=(12, 16), quirks=F
 
 
 @pytest.fixture(scope="module")
-def sentence_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_a2d(tmp_path_factory.mktemp("sentence"), seed=5, **SENTENCE)
+def sentence_only(toy_a2d) -> Path:
+    return toy_a2d(seed=5, **SENTENCE)
 
 
 def _frame_masks(root: Path, vid: str, fid: int) -> tuple[list[int], np.ndarray]:

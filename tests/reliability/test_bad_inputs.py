@@ -41,7 +41,6 @@ from acga_lightning.data.a2d import ANNOTATION, MISSED, VIDEOSET, A2DSampleError
 from acga_lightning.data.cache import FeatureCache
 from acga_lightning.data.datamodule import ReferringVideoDataModule
 from acga_lightning.data.sample import save_cached_index
-from acga_lightning.data.toy import write_a2d
 from acga_lightning.data.words import encode_query, load_word_vectors
 
 KW = {"num_frames": 4, "frame_size": 32, "index_cache": False}
@@ -50,9 +49,8 @@ AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # chmod does not stop ro
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    return write_a2d(tmp_path_factory.mktemp("bad") / "a2d", num_videos=3, seed=2, height=64,
-                     num_frames=(12, 16))  # fmt: skip
+def root(toy_a2d) -> Path:
+    return toy_a2d(num_videos=3, seed=2, height=64, num_frames=(12, 16))
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
-"""Datasets, readers and generated data (issues 4, 5).
+"""Datasets, readers and generated data.
 
-Readers return samples of the contract in DESIGN.md section 4; :func:`collate_samples` batches
-them. ``A2DSentences`` and ``JHMDBSentences`` read the released on-disk formats;
-``ACGAPreprocessed`` reads the official ACGA h5 features.
+Readers return samples of the contract documented in :mod:`acga_lightning.data.sample`;
+:func:`collate_samples` batches them. ``A2DSentences`` and ``JHMDBSentences`` read the released
+on-disk formats; ``ACGAPreprocessed`` reads the official ACGA h5 features.
 """
 
 from acga_lightning.data.a2d import A2DSentences, read_a2d_mask, read_a2d_masks

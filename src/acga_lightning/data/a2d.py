@@ -1,6 +1,6 @@
 """A2D-Sentences reader: one sample per (query, annotated frame in which its instance appears).
 
-On-disk layout (DESIGN.md 4), under ``root``: ``Release/videoset.csv``,
+On-disk layout, under ``root``: ``Release/videoset.csv``,
 ``Release/clips320H/<vid>.mp4``, ``text_annotations/a2d_annotation.txt``,
 ``text_annotations/a2d_missed_videos.txt`` and
 ``text_annotations/a2d_annotation_with_instances/<vid>/<fid:05d>.h5``.
@@ -286,7 +286,9 @@ def _dataset_files(root: Path) -> list[Path]:
 
 
 class A2DSentences(Dataset):
-    """A2D-Sentences samples (DESIGN.md 4): a window of frames, the query and the target mask.
+    """A2D-Sentences samples: a window of frames, the query and the target mask.
+
+    Each sample follows the contract of :mod:`acga_lightning.data.sample`.
 
     The index (one small record per sample) is built once by scanning the h5 files' ``instance``
     keys and probing each video's header, then cached as JSON under ``index_cache`` (default: the

@@ -1,6 +1,6 @@
 """Reader for the official ACGA preprocessed release (cached I3D features, words, masks).
 
-Files under ``root`` (DESIGN.md 4):
+Files under ``root``:
 
 - ``video_rgb_iccv.h5``: keys ``train``/``test``, Mixed_4e features ``(N, 528, 4, 32, 32)``, or
   ``(N, 1, 528, 4, 32, 32)`` (the singleton axis is dropped);

@@ -1,4 +1,4 @@
-"""Batching samples of the sample contract (DESIGN.md 4)."""
+"""Batching samples of the sample contract (see :mod:`acga_lightning.data.sample`)."""
 
 from __future__ import annotations
 

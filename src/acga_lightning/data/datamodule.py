@@ -87,7 +87,9 @@ def split_videos(video_ids: list[str], fraction: float, seed: int) -> set[str]:
 
 
 class ReferringVideoDataModule(pl.LightningDataModule):
-    """Loaders of referring video segmentation samples (DESIGN.md 4) for ``acga fit/test``.
+    """Loaders of referring video segmentation samples for ``acga fit/test``.
+
+    Samples follow the contract of :mod:`acga_lightning.data.sample`.
 
     Args:
         dataset: ``a2d``, ``jhmdb``, ``acga_h5`` or ``toy`` (see the module docstring).
@@ -102,7 +104,7 @@ class ReferringVideoDataModule(pl.LightningDataModule):
         frames_dtype: ``uint8`` (default): clips travel from the workers to the model as
             pixels 0-255, a quarter of the bytes to pin and copy, and the model normalises them
             to [-1, 1] on its device; ``float32``: normalised in the workers (the sample
-            contract as written in DESIGN.md 4, for code that reads the datasets directly).
+            contract's float frames, for code that reads the datasets directly).
         val_fraction: share of training videos held out for validation (a2d/toy); 0 validates
             on the test split.
         cache: the feature cache, :class:`~acga_lightning.data.cache.CacheSettings` as a dict

@@ -1,6 +1,6 @@
 """J-HMDB-Sentences reader, for evaluation only (models are trained on A2D-Sentences).
 
-Layout (DESIGN.md 4), under ``root``: ``jhmdb_annotation.txt`` (``video_id,query``),
+Layout, under ``root``: ``jhmdb_annotation.txt`` (``video_id,query``),
 ``Rename_Images/<action>/<video>/%05d.png`` (1-based) and
 ``puppet_mask/<action>/<video>/puppet_mask.mat`` with ``part_mask (H, W, T_m)``. Only the first
 ``T_m`` frames are annotated.
@@ -107,7 +107,7 @@ def _tail(path: str, anchor: str) -> Path:
 
 
 class JHMDBSentences(Dataset):
-    """J-HMDB-Sentences evaluation samples (sample contract of DESIGN.md 4).
+    """J-HMDB-Sentences evaluation samples (the contract of :mod:`acga_lightning.data.sample`).
 
     Args:
         root: the folder holding ``Rename_Images/``, ``puppet_mask/``, ``jhmdb_annotation.txt``.

@@ -8,7 +8,7 @@ Two policies (``h x w`` frame, ``S x S`` model input):
 - ``"letterbox"``: scale by ``min(S/h, S/w)`` so the whole frame fits, then centre-pad (frames with
   black, masks with 0).
 
-Interpolation (the decision the issue asks for): frames are resized bilinearly with antialiasing.
+Interpolation: frames are resized bilinearly with antialiasing.
 Masks are resized as floats with the same bilinear filter and thresholded at ``> 0.5``, in both
 directions (to the model and back): nearest-neighbour shifts edges by up to half a pixel on one
 side only, while bilinear-then-threshold is symmetric. :func:`restore_mask` on float input

@@ -1,10 +1,31 @@
-"""Pieces of the sample contract (DESIGN.md 4) shared by every dataset reader.
+"""The sample contract: what every dataset reader returns, and the helpers they share.
 
-Every dataset returns a dict with ``frames`` (or ``features``), ``words``, ``word_mask``, ``mask``,
-``orig_mask``, ``orig_size``, ``resize`` and the provenance keys ``query``, ``video_id``,
-``frame_idx`` (1-based), ``instance_id`` and ``sample_id``. This module holds the helpers they
-share: query normalisation, stable sample ids, frame normalisation, skip counting and the JSON
-index cache.
+Every reader (:class:`~acga_lightning.data.A2DSentences`,
+:class:`~acga_lightning.data.JHMDBSentences`, :class:`~acga_lightning.data.ACGAPreprocessed`)
+returns one dict per sample with these keys; :func:`~acga_lightning.data.collate_samples` stacks
+the tensors into a batch (a leading ``B`` axis) and keeps the rest as lists:
+
+- ``frames``: float32 ``(3, T, S, S)`` in [-1, 1], the annotated frame at index ``T // 2``; or,
+  with ``frames_dtype="uint8"`` (the datamodule's default), the resized uint8 pixels, which the
+  model normalises with :func:`~acga_lightning.data.resize.normalise_frames`. Absent when
+  ``features`` is given.
+- ``features``: float16/32 ``(C, T', G, G)``, cached encoder output for the clip, instead of
+  ``frames``.
+- ``words``: float32 ``(N, 300)`` word vectors, zero rows for padding; ``word_mask``: bool
+  ``(N,)``, True for real words.
+- ``mask``: float32 ``(S, S)`` in {0, 1}, the target at the model's resolution.
+- ``orig_mask``: bool ``(h, w)``, the target at the frame's original size, used for scoring;
+  ``orig_size``: ``(h, w)``; ``resize``: the
+  :class:`~acga_lightning.data.resize.ResizeGeometry` that maps ``S x S`` back to ``(h, w)``
+  (these three stay lists when batched).
+- Provenance: ``query`` (str, normalised), ``video_id`` (str), ``frame_idx`` (int, 1-based: the
+  annotated frame), ``instance_id`` (int: the actor the query names) and ``sample_id`` (int,
+  stable across runs and processes).
+
+The clip of annotated frame ``f`` (1-based) is frames ``f-1-T//2 ... f-1+(T+1)//2-1`` (0-based),
+clamped to the video's ends (:func:`~acga_lightning.data.video.clip_indices`); only frame
+``T // 2`` is supervised. This module holds the helpers the readers share: query normalisation,
+stable sample ids, frame normalisation, skip counting and the JSON index cache.
 """
 
 from __future__ import annotations

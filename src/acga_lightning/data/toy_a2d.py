@@ -1,4 +1,4 @@
-"""Generated A2D-Sentences data in the real on-disk layout (DESIGN.md section 4).
+"""Generated A2D-Sentences data in the real on-disk layout (see ``a2d.py``).
 
 :func:`write_a2d` writes ``Release/videoset.csv`` (no header, 9 columns), H.264 videos in
 ``Release/clips320H/``, ``text_annotations/a2d_annotation.txt``, ``a2d_missed_videos.txt`` and

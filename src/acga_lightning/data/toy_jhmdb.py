@@ -1,4 +1,4 @@
-"""Generated J-HMDB-Sentences data in the real on-disk layout (DESIGN.md section 4).
+"""Generated J-HMDB-Sentences data in the real on-disk layout (see ``jhmdb.py``).
 
 One stick-figure "puppet" per video performs one J-HMDB action. :func:`write_jhmdb` writes
 ``jhmdb_annotation.txt`` (``video_id,query``), the frames as ``Rename_Images/<action>/<video>/

@@ -1,8 +1,8 @@
 """Video decoding that reads only the window a sample needs.
 
-The issue asks for decoding "through pytorchvideo/PyAV": we use PyAV directly, because
-pytorchvideo's ``EncodedVideo`` decodes everything from the start of the stream (or from a
-keyframe far before the clip) and returns more than the window. :func:`read_window` seeks to the
+PyAV directly rather than pytorchvideo, because pytorchvideo's ``EncodedVideo`` decodes
+everything from the start of the stream (or from a keyframe far before the clip) and returns more
+than the window. :func:`read_window` seeks to the
 keyframe before the first needed frame and decodes forward only up to the last one.
 """
 
@@ -44,7 +44,7 @@ class VideoInfo:
 def clip_indices(frame_idx: int, num_frames: int) -> list[int]:
     """0-based frame indices of the ``num_frames`` window around 1-based ``frame_idx``.
 
-    ``f-1-T//2 ... f-1+(T+1)//2-1`` (DESIGN.md 4), so the annotated frame sits at index ``T//2``.
+    ``f-1-T//2 ... f-1+(T+1)//2-1``, so the annotated frame sits at index ``T//2``.
     Not clamped: :func:`read_window` clamps, repeating the edge frames.
     """
     if frame_idx < 1:

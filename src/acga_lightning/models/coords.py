@@ -14,7 +14,7 @@ def coordinate_map(
     """Coordinates of each cell of an ``height x width`` grid, as ``(8, height, width)``.
 
     Channel order ``[xmin, ymin, xmax, ymax, xctr, yctr, 1/W, 1/H]`` with ``xmin = w/W*2-1``,
-    ``xmax = (w+1)/W*2-1`` (likewise for y) and the centres their midpoints (DESIGN.md section 2).
+    ``xmax = (w+1)/W*2-1`` (likewise for y) and the centres their midpoints.
     """
     if height <= 0 or width <= 0:
         raise ValueError(f"coordinate_map needs a positive grid, got {height}x{width}")
