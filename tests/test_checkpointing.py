@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
 
 import pytest
 import torch
@@ -85,41 +84,6 @@ def test_a_write_torch_reports_as_unexpected_pos_names_the_file(tmp_path, monkey
         atomic_torch_save({"w": 1}, tmp_path / "last.ckpt")
     assert (tmp_path / "last.ckpt").read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
-
-
-def test_last_means_the_newest_last_ckpt_of_the_same_experiment(tmp_path):
-    """Runs of other experiments in the same project, and folders without a record, are left."""
-    import json
-    import time
-
-    from acga_lightning.loggers import WandbLogger
-    from acga_lightning.resume import RUN_RECORD, resolve_last
-
-    def run(run_id: str, experiment: str | None) -> Path:
-        folder = tmp_path / "outputs" / "acga-lightning" / run_id / "checkpoints"
-        folder.mkdir(parents=True)
-        if experiment is not None:
-            record = {"logger": "WandbLogger", "experiment": experiment, "version": run_id}
-            (folder / RUN_RECORD).write_text(json.dumps(record))
-        (folder / "last.ckpt").write_bytes(b"x")
-        time.sleep(0.01)  # distinct mtimes, oldest first
-        return folder / "last.ckpt"
-
-    old, mine = run("aaaa1111", "demo"), run("bbbb2222", "demo")
-    run("cccc3333", "a2d"), run("dddd4444", None)  # newer, but not this experiment's
-    logger = WandbLogger(project="acga-lightning", name="demo", save_dir=str(tmp_path / "outputs"),
-                         offline=True)  # fmt: skip
-    trainer = pl.Trainer(logger=logger, callbacks=[BestAndLastCheckpoint(save_last=True)],
-                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-    path, notice = resolve_last(trainer)
-    assert path == mine != old
-    assert notice == f"--ckpt_path last: resuming from {mine}, continuing logger run bbbb2222"
-    assert logger._wandb_init["id"] == "bbbb2222" and logger.version == "bbbb2222"
-    other = WandbLogger(project="acga-lightning", name="new", save_dir=str(tmp_path / "outputs"),
-                        offline=True)  # fmt: skip
-    trainer = pl.Trainer(logger=other, enable_progress_bar=False, enable_model_summary=False)
-    path, notice = resolve_last(trainer)
-    assert path is None and "nothing to resume" in notice and "from scratch" in notice
 
 
 def test_atomic_save_round_trip_and_a_failed_write_keeps_the_old_file(tmp_path) -> None:

@@ -157,19 +157,3 @@ def test_help_lists_every_subcommand_in_one_line_each(capsys) -> None:
         (line,) = [x for x in out.splitlines() if x.strip().startswith(f"{name} ")]
         assert len(line.split(maxsplit=1)[1]) > 10, line
     assert main([]) == 0 and capsys.readouterr().out == out
-
-
-def test_cli_class_is_importable_and_extendable(toy) -> None:
-    from acga_lightning.cli import ACGALightningCLI
-    from acga_lightning.lightning_cli import ACGALightningCLI as defined_here
-
-    assert ACGALightningCLI is defined_here
-
-    class MyCLI(ACGALightningCLI):
-        def add_arguments_to_parser(self, parser) -> None:
-            super().add_arguments_to_parser(parser)
-            parser.add_argument("--my_flag", type=int, default=0)
-
-    cli = MyCLI(args=["validate", *_demo_args(toy, "--trainer.fast_dev_run", "true"),
-                      "--my_flag", "3"])  # fmt: skip
-    assert cli.config["validate"]["my_flag"] == 3 and cli.trainer.state.finished
