@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from acga_lightning.errors import ConfigError
 from acga_lightning.lightning_cli import check_monitored_metrics, one_line, print_metric_table
-from tests.test_cli import _demo_args
+from tests.test_cli import _demo_args, _quiet  # noqa: F401 (the autouse fixture of test_cli)
 
 
-@pytest.fixture(scope="module")
-def toy(a2d_root):
-    return a2d_root
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    monkeypatch.setattr(sys, "argv", ["acga"])
-    monkeypatch.chdir(tmp_path)
-
-
-def test_cli_class_is_importable_and_extendable(toy) -> None:
+def test_cli_class_is_importable_and_extendable(a2d_root) -> None:
     from acga_lightning.cli import ACGALightningCLI
     from acga_lightning.lightning_cli import ACGALightningCLI as defined_here
 
@@ -35,7 +21,7 @@ def test_cli_class_is_importable_and_extendable(toy) -> None:
             super().add_arguments_to_parser(parser)
             parser.add_argument("--my_flag", type=int, default=0)
 
-    cli = MyCLI(args=["validate", *_demo_args(toy, "--trainer.fast_dev_run", "true"),
+    cli = MyCLI(args=["validate", *_demo_args(a2d_root, "--trainer.fast_dev_run", "true"),
                       "--my_flag", "3"])  # fmt: skip
     assert cli.config["validate"]["my_flag"] == 3 and cli.trainer.state.finished
 
