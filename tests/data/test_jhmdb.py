@@ -181,3 +181,41 @@ def test_frames_that_would_shift_against_their_masks_are_an_error_a_skip_and_a_f
         JHMDBSentences(copy, strict=True, **KW)
     report = check_dataset(copy, "jhmdb", progress=False)
     assert [(f.check, f.path) for f in report.errors] == [(check, str(where))], report.summary()
+
+
+def test_a_float_mask_with_nan_is_a_named_error_not_foreground(root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import scipy.io
+
+    copy = Path(shutil.copytree(root, tmp_path / "copy"))
+    ds = JHMDBSentences(copy, **KW)
+    path = ds.records[0]["masks_path"]
+    masks = scipy.io.loadmat(str(path))["part_mask"].astype(np.float32)
+    masks[masks == 0] = np.nan  # the background as NaN: `!= 0` would call it foreground
+    scipy.io.savemat(str(path), {"part_mask": masks})
+    with pytest.raises(JHMDBSampleError, match="puppet_mask.mat: part_mask frame .* NaN"):
+        ds[0]
+    masks[np.isnan(masks)] = 0.0  # float 0/1 masks are fine
+    scipy.io.savemat(str(path), {"part_mask": masks})
+    assert ds[0]["orig_mask"].any()
+
+
+def test_bad_metadata_entries_are_counted_or_named(root: Path, manifest: dict, tmp_path) -> None:
+    vid = next(iter(manifest["videos"]))
+    good = mttr_metadata(root, manifest, {vid: [1, 2]})
+    wrong_video = [good[0][:1] + [good[0][1].replace(vid, "other")] + good[0][2:]]
+    unnumbered = [good[0][:1] + [good[0][1].replace("00001.png", "first.png")] + good[0][2:]]
+    no_query = [good[0][:4] + [" ?! "]]
+    path = tmp_path / "meta.json"
+    cases = [(wrong_video, "bad_metadata_entry"), (unnumbered, "bad_metadata_entry"),
+             (no_query, "empty_query")]  # fmt: skip
+    for entries, reason in cases:
+        path.write_text(json.dumps(good[1:] + entries))
+        ds = JHMDBSentences(root, sampling="metadata", metadata_path=path, **KW)
+        assert len(ds) == 1 and ds.skipped == {reason: 1}
+        with pytest.raises(JHMDBSampleError, match=reason):
+            JHMDBSentences(root, sampling="metadata", metadata_path=path, strict=True, **KW)
+    path.write_text("{not json")
+    with pytest.raises(JHMDBSampleError, match="meta.json: not a readable JSON list"):
+        JHMDBSentences(root, sampling="metadata", metadata_path=path, **KW)

@@ -42,7 +42,7 @@ from acga_lightning.data.sample import (
     normalise_query,
 )
 from acga_lightning.data.video import clip_indices
-from acga_lightning.data.words import WordStats, load_word_vectors, query_stats
+from acga_lightning.data.words import WordStats, load_word_vectors, query_stats, tokenize
 from acga_lightning.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -69,14 +69,24 @@ def num_part_masks(path: Path) -> tuple[int, int, int]:
 
 
 def read_part_mask(path: Path, frame_idx: int) -> np.ndarray:
-    """The bool ``(H, W)`` mask of 1-based ``frame_idx`` from ``puppet_mask.mat``."""
+    """The bool ``(H, W)`` mask of 1-based ``frame_idx`` from ``puppet_mask.mat``.
+
+    A float mask holding NaN or values other than 0 and 1 raises :class:`JHMDBSampleError`
+    naming the file and frame (``!= 0`` would make NaN foreground).
+    """
     if h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
-            return np.ascontiguousarray(f["part_mask"][frame_idx - 1].T != 0)
-    masks = scipy.io.loadmat(str(path), variable_names=["part_mask"])["part_mask"]
-    if masks.ndim == 2:
-        masks = masks[..., None]
-    return np.ascontiguousarray(masks[:, :, frame_idx - 1] != 0)  # (H, W)
+            mask = np.asarray(f["part_mask"][frame_idx - 1]).T
+    else:
+        masks = scipy.io.loadmat(str(path), variable_names=["part_mask"])["part_mask"]
+        if masks.ndim == 2:
+            masks = masks[..., None]
+        mask = masks[:, :, frame_idx - 1]  # (H, W)
+    if mask.dtype.kind == "f" and not np.isin(mask, (0.0, 1.0)).all():
+        raise JHMDBSampleError(
+            f"{path}: part_mask frame {frame_idx} holds NaN or values other than 0 and 1"
+        )
+    return np.ascontiguousarray(mask != 0)
 
 
 def video_problem(pngs: list[Path], mask_frames: int | None) -> tuple[str, str] | None:
@@ -247,15 +257,33 @@ class JHMDBSentences(Dataset):
         return records
 
     def _metadata_index(self, path: Path) -> list[dict[str, Any]]:
-        with open(path, encoding="utf-8") as f:
-            entries = json.load(f)
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                entries = json.load(f)
+        except (OSError, ValueError) as err:
+            raise JHMDBSampleError(f"{path}: not a readable JSON list ({err})") from err
+        if not isinstance(entries, list):
+            raise JHMDBSampleError(f"{path}: expected a JSON list of entries")
         records = []
         for i, entry in enumerate(entries):
             if not isinstance(entry, list) or len(entry) != 5:
                 raise ValueError(f"{path}: entry {i} is not [video_id, frame_path, masks_path, "
                                  f"total_frames, query]: {entry!r}")  # fmt: skip
             vid, frame_path, masks_path, _total, query = entry
+            where = f"{path}: entry {i}"
+            if not all(isinstance(x, str) for x in (vid, frame_path, masks_path, query)):
+                self._fail("bad_metadata_entry", f"{where}: paths, id and query must be text")
+                continue
             frame = self.root / _tail(frame_path, FRAMES)
+            if frame.parent.name != vid or Path(masks_path).parent.name != vid:
+                self._fail("bad_metadata_entry", f"{where}: {vid!r} is not the video of its paths")
+                continue
+            if not frame.stem.isdigit():
+                self._fail("bad_metadata_entry", f"{where}: frame {frame.name} is not numbered")
+                continue
+            if not tokenize(query):
+                self._fail("empty_query", f"{where}: video {vid}")
+                continue
             info = self._video(frame.parent, self.root / _tail(masks_path, MASKS))
             if info is None:
                 continue

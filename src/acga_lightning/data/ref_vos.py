@@ -52,13 +52,14 @@ from acga_lightning.data.sample import (
     normalise_query,
 )
 from acga_lightning.data.words import WordStats, load_word_vectors, query_stats, tokenize
+from acga_lightning.errors import DataError
 
 log = logging.getLogger(__name__)
 
 VOID = 255
 
 
-class RefVOSSampleError(ValueError):
+class RefVOSSampleError(DataError):
     """A bad sample in strict mode; the message names the file."""
 
 
@@ -74,10 +75,10 @@ def read_json_videos(path: Path) -> dict[str, Any]:
         with open(path, encoding="utf-8-sig") as f:
             data = json.load(f)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not readable JSON ({error})") from error
+        raise DataError(f"{path}: not readable JSON ({error})") from error
     videos = data.get("videos") if isinstance(data, dict) else None
     if not isinstance(videos, dict):
-        raise ValueError(f"{path}: expected an object with a 'videos' mapping")
+        raise DataError(f"{path}: expected an object with a 'videos' mapping")
     return videos
 
 
