@@ -136,12 +136,15 @@ def test_acga_test_scores_as_report_result(release, tmp_path, monkeypatch) -> No
         assert logged[key] == pytest.approx(value, abs=1e-9), key
 
 
-def test_acga_predict_writes_the_masks_the_official_evaluation_scores(release, tmp_path) -> None:
+def test_acga_predict_writes_the_masks_the_official_evaluation_scores(
+    release, tmp_path, monkeypatch
+) -> None:
     import csv
 
     from acga_lightning.prediction import read_mask
 
     root, ckpt, model = release
+    monkeypatch.chdir(tmp_path)  # the run's config.yaml lands here, not in the checkout
     config = Path(__file__).resolve().parents[2] / "configs" / "acga_release_a2d.yaml"
     out = tmp_path / "pred"
     args = ["predict", "--config", str(config), "--ckpt_path", str(ckpt), "--data.root", str(root)]
