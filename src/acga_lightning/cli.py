@@ -177,13 +177,6 @@ TOOLS: dict[str, Callable[[Sequence[str] | None], int]] = {
 }
 
 
-def _lightning_classes() -> tuple[type, type]:
-    from acga_lightning.data.datamodule import ReferringVideoDataModule
-    from acga_lightning.segmenter import ACGASegmenter
-
-    return ACGASegmenter, ReferringVideoDataModule
-
-
 def cache_features_main(argv: Sequence[str] | None = None) -> int:
     """``acga cache-features --config FILE [--data.* ...] [--splits train test]``.
 
@@ -191,8 +184,6 @@ def cache_features_main(argv: Sequence[str] | None = None) -> int:
     and computes its missing feature-cache entries with a progress bar; returns 0.
     """
     from acga_lightning.lightning_cli import ACGALightningCLI
-
-    model_class, data_class = _lightning_classes()
 
     class CacheFeaturesCLI(ACGALightningCLI):
         def add_arguments_to_parser(self, parser: Any) -> None:
@@ -208,10 +199,10 @@ def cache_features_main(argv: Sequence[str] | None = None) -> int:
             # Only the data: the model and trainer (logger, callbacks) are not needed here.
             self.datamodule = self.datamodule_class(**self.config["data"].as_dict())
 
+    # The model and data classes are ACGALightningCLI's defaults; it resolves __base__ itself.
     cli = CacheFeaturesCLI(
-        model_class, data_class, args=resolve_config_args(list(argv or [])), run=False,
-        parser_kwargs={"prog": "acga cache-features"},
-    )  # fmt: skip
+        args=list(argv or []), run=False, parser_kwargs={"prog": "acga cache-features"}
+    )
     datamodule = cli.datamodule
     if not datamodule.cache_settings.enabled:
         raise SystemExit("acga cache-features: data.cache.mode is 'none'; nothing to cache")

@@ -111,13 +111,12 @@ def check_monitored_metrics(callbacks: list[Any]) -> None:
                 f"logged as {new!r}: rename it in the config"
             )
         filename = getattr(callback, "filename", None)
-        if isinstance(callback, ModelCheckpoint) and isinstance(filename, str):
-            for old in ("P@", "mAP@"):
-                if "{" in filename and old in filename:
-                    raise ConfigError(
-                        f"trainer.callbacks: ModelCheckpoint filename {filename!r} names a metric "
-                        "renamed since (P@0.5 -> precision_50, mAP@0.5:0.95 -> map)"
-                    )
+        # "P@" is in both old names (P@0.5, mAP@0.5:0.95)
+        if isinstance(callback, ModelCheckpoint) and "{" in str(filename) and "P@" in filename:
+            raise ConfigError(
+                f"trainer.callbacks: ModelCheckpoint filename {filename!r} names a metric "
+                "renamed since (P@0.5 -> precision_50, mAP@0.5:0.95 -> map)"
+            )
 
 
 def print_metric_table(results: dict[str, Any], title: str = "metrics") -> None:

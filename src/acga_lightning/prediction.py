@@ -72,8 +72,9 @@ class MaskWriter(BasePredictionWriter):
 
     def check_destination(self) -> None:
         """Refuse a folder holding earlier predictions unless ``overwrite``."""
-        existing = [p for p in (self.output_dir / "masks",) if p.exists()]
-        existing += sorted(self.output_dir.glob("scores*.csv")) if self.output_dir.is_dir() else []
+        masks = self.output_dir / "masks"
+        existing = [masks] if masks.exists() else []
+        existing += sorted(self.output_dir.glob("scores*.csv"))
         if existing and not self.overwrite:
             raise FileExistsError(
                 f"{self.output_dir} already holds predictions ({existing[0].name}): choose "
@@ -100,13 +101,13 @@ class MaskWriter(BasePredictionWriter):
         missing = [k for k in ("video_id", "frame_idx", "sample_id") if k not in prediction]
         if missing:
             raise ValueError(f"predictions need {missing} to name their masks")
+        instance = prediction.get("instance_id")
         for i, mask in enumerate(masks):
             video_id = prediction["video_id"][i]
             frame_idx = int(prediction["frame_idx"][i])
             sample_id = int(prediction["sample_id"][i])
             relative = mask_path(video_id, frame_idx, sample_id)
             write_mask(self.output_dir / relative, mask)
-            instance = prediction.get("instance_id")
             self._rows.append(
                 {
                     "sample_id": sample_id,

@@ -73,9 +73,9 @@ class PartArgumentError(PluginError, TypeError):
 class Registry:
     """A mapping from names to classes of one kind of part, built from specs."""
 
-    def __init__(self, kind: str, key: str | None = None) -> None:
+    def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.key = key or kind.replace(" ", "_")
+        self.key = kind.replace(" ", "_")  # the setting's name: model.<key>
         self._classes: dict[str, type] = {}
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:

@@ -108,6 +108,7 @@ class _IndexBuilder:
     def __init__(self, root: Path, split: str, strict: bool, name: str) -> None:
         self.root, self.split, self.strict = root, split, strict
         self.skipped = SkipCounter(f"{name}[{split}] skipped")
+        self.listed: dict[str, list[str]] = {}  # each kept video's listed frames, in order
 
     def fail(self, reason: str, detail: str, n: int = 1) -> None:
         if self.strict:
@@ -141,6 +142,7 @@ class _IndexBuilder:
                 if absent:
                     self.fail("missing_mask", f"{self._png(vid, absent[0])}", len(exps))
                     continue
+            self.listed[vid] = names
             for exp_id in sorted(exps, key=_natural):
                 record = self._expression(source, vid, exp_id, exps[exp_id], has_masks, objects)
                 if record is not None:
@@ -229,24 +231,21 @@ class ReferringVOS(Dataset):
                 f"num_frames, frame_size, max_words: expected >= 1, got "
                 f"{num_frames}, {frame_size}, {max_words}"
             )
-        self.split, self.num_frames, self.frame_size, self.name = (
-            split,
-            num_frames,
-            frame_size,
-            name,
-        )
+        self.split, self.name = split, name
+        self.num_frames, self.frame_size = num_frames, frame_size
         self.max_words, self.transform, self.resize = max_words, transform, resize
         self.has_masks = (self.root / split / "Annotations").is_dir()
         builder = _IndexBuilder(self.root, split, strict, name)
         records = builder.build(self.has_masks)
-        self.listed = self._listed_frames(records)
+        self.listed = builder.listed
         if videos is not None:
             unknown = sorted(set(videos) - set(self.listed))
             if unknown:
                 raise ValueError(
                     f"videos: {unknown[:5]} not in {expressions_path(self.root, split)}"
                 )
-            records = [r for r in records if r["video_id"] in set(videos)]
+            kept = set(videos)
+            records = [r for r in records if r["video_id"] in kept]
         if exclude_first_last:
             records = [
                 r for r in records
@@ -261,15 +260,6 @@ class ReferringVOS(Dataset):
         if word_vectors is not None and records:
             queries = sorted({r["query"] for r in records})
             self.word_stats = query_stats(queries, word_vectors, max_words)
-
-    @staticmethod
-    def _listed_frames(records: list[dict[str, Any]]) -> dict[str, list[str]]:
-        listed: dict[str, list[str]] = {}
-        for r in records:
-            frames = listed.setdefault(r["video_id"], [])
-            if r["position"] == len(frames):
-                frames.append(r["frame_name"])
-        return listed
 
     def expressions(self) -> dict[tuple[str, str], list[int]]:
         """``{(video, exp_id): [sample index, ...]}`` in frame order."""
