@@ -129,3 +129,21 @@ def test_mask_paths_stay_inside_the_output_folder(tmp_path) -> None:
     mask[1:3, 2:6] = True
     write_mask(tmp_path / "m.png", mask)
     assert np.array_equal(read_mask(tmp_path / "m.png"), mask)
+
+
+def test_an_older_checkpoint_through_the_cli_is_built_as_it_was_trained(trained, tmp_path):
+    """--ckpt_path puts the checkpoint's hyper-parameters in the config: an older one (no
+    mask_padding saved) must come back with masked padding and ReLU up-blocks there too."""
+    import torch
+
+    checkpoint = torch.load(trained["ckpt"], map_location="cpu", weights_only=False)
+    hparams = checkpoint["hyper_parameters"]
+    del hparams["mask_padding"]
+    hparams["decoder"] = {k: v for k, v in dict(hparams["decoder"]).items() if k != "up_activation"}
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    args = [*trained["args"], "--model.mask_padding", "false", "--trainer.fast_dev_run", "true"]
+    with pytest.warns(UserWarning, match="before the official-model defaults"):
+        cli = main(["test", *args, "--ckpt_path", str(old)])
+    assert cli.model.hparams.mask_padding is True
+    assert cli.model.decoder.up_medium.activation == "relu"

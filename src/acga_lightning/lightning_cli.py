@@ -253,6 +253,14 @@ class ACGALightningCLI(LightningCLI):
                 f"ckpt_path: {ckpt_path} is not a readable checkpoint: {type(err).__name__}: "
                 f"{str(err).splitlines()[0] if str(err) else ''}"
             ) from err
+        # The checkpoint's hyper-parameters now stand in the config: an older checkpoint gets
+        # the settings it was trained with, as ACGASegmenter.load_from_checkpoint gives them.
+        from acga_lightning.segmenter import legacy_overrides, peek_hyperparameters, warn_legacy
+
+        overrides = legacy_overrides(peek_hyperparameters(ckpt_path))
+        if overrides:
+            warn_legacy(ckpt_path, overrides)
+            self.config = self.parser.parse_object({subcommand: {"model": overrides}}, self.config)
 
     def before_instantiate_classes(self) -> None:
         threads = self._settings().get("torch_threads")

@@ -316,15 +316,7 @@ class ACGASegmenter(pl.LightningModule):
         overrides = legacy_overrides(peek_hyperparameters(checkpoint_path))
         for key, value in overrides.items():
             kwargs.setdefault(key, value)
-        if overrides:
-            import warnings
-
-            warnings.warn(
-                f"{checkpoint_path}: written before the official-model defaults; rebuilt as it "
-                f"was trained with {sorted(overrides)} set ({overrides})",
-                UserWarning,
-                stacklevel=2,
-            )
+        warn_legacy(checkpoint_path, overrides)
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def configure_callbacks(self) -> list[pl.Callback]:
@@ -376,7 +368,10 @@ def peek_hyperparameters(checkpoint_path: Any) -> dict[str, Any] | None:
 
 
 def legacy_overrides(hparams: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The settings an older checkpoint (no ``mask_padding`` saved) was trained with."""
+    """The settings an older checkpoint (no ``mask_padding`` saved) was trained with.
+
+    Applied by :meth:`ACGASegmenter.load_from_checkpoint` and by ``acga``'s ``--ckpt_path``.
+    """
     if not hparams or "mask_padding" in hparams:
         return {}
     overrides: dict[str, Any] = {"mask_padding": True}
@@ -384,3 +379,16 @@ def legacy_overrides(hparams: Mapping[str, Any] | None) -> dict[str, Any]:
     if decoder["name"] == "multires" and "up_activation" not in decoder:
         overrides["decoder"] = {**decoder, "up_activation": "relu"}
     return overrides
+
+
+def warn_legacy(checkpoint_path: Any, overrides: Mapping[str, Any]) -> None:
+    """Say that an older checkpoint is rebuilt with :func:`legacy_overrides` (if any)."""
+    if overrides:
+        import warnings
+
+        warnings.warn(
+            f"{checkpoint_path}: written before the official-model defaults; rebuilt as it "
+            f"was trained with {sorted(overrides)} set ({dict(overrides)})",
+            UserWarning,
+            stacklevel=3,
+        )
