@@ -86,11 +86,7 @@ class ReferringSegmentationMetrics(Metric):
         score = [1.0] * n if scores is None else _values(scores, n, "scores")
         if not all(math.isfinite(v) for v in score):
             raise ValueError(f"scores must be finite, got {score}")
-        sample_id = [-1] * n if sample_ids is None else _values(sample_ids, n, "sample_ids")
-        if sample_ids is not None and not all(
-            float(i).is_integer() and 0 <= i < _MAX_EXACT_ID for i in sample_id
-        ):
-            raise ValueError(f"sample_ids must be integers in [0, 2**53), got {sample_id}")
+        sample_id = [-1] * n if sample_ids is None else exact_ids(sample_ids, n, "sample_ids")
         if areas.device.type == "cpu" and self.device.type == "cpu":
             # The same record built in NumPy: a handful of torch ops would cost more than the
             # counting for a small batch.
@@ -148,6 +144,14 @@ def _values(values: Any, n: int, name: str) -> list:
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise ValueError(f"{name} must hold numbers, got {values}")
     return values
+
+
+def exact_ids(values: Any, n: int, name: str) -> list[int]:
+    """``values`` as n ints in [0, 2**53), exact in the metrics' float64 states."""
+    ids = _values(values, n, name)
+    if not all(float(i).is_integer() and 0 <= i < _MAX_EXACT_ID for i in ids):
+        raise ValueError(f"{name} must be integers in [0, 2**53), got {ids}")
+    return [int(i) for i in ids]
 
 
 def _check_targets_agree(records: Tensor) -> None:

@@ -12,8 +12,8 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from acga_lightning.metrics.davis import BOUNDARY_THRESHOLD, boundary_f_measure, region_similarity
+from acga_lightning.metrics.referring import exact_ids
 
-_MAX_EXACT_ID = 2**53
 # One record per frame, flattened into the 1-D ``records`` state.
 _FIELDS = ("expression_id", "frame_id", "j", "f")
 
@@ -68,8 +68,8 @@ class ReferringVideoMetrics(Metric):
         n = len(preds)
         if len(targets) != n:
             raise ValueError(f"{n} predictions for {len(targets)} targets")
-        expressions = _ids(expression_ids, n, "expression_ids")
-        frames = _ids(frame_ids, n, "frame_ids")
+        expressions = exact_ids(expression_ids, n, "expression_ids")
+        frames = exact_ids(frame_ids, n, "frame_ids")
         voids = [None] * n if voids is None else list(voids)
         if len(voids) != n:
             raise ValueError(f"voids has {len(voids)} masks for {n} frames")
@@ -115,21 +115,6 @@ class ReferringVideoMetrics(Metric):
         if isinstance(value, list) and not value:
             return torch.zeros(0, len(_FIELDS), dtype=torch.float64)
         return dim_zero_cat(value).cpu().view(-1, len(_FIELDS))
-
-
-def _ids(values: Any, n: int, name: str) -> list[int]:
-    if isinstance(values, Tensor):
-        values = values.detach().reshape(-1).tolist()
-    values = list(values)
-    if len(values) != n:
-        raise ValueError(f"{name} has {len(values)} values for {n} masks")
-    if not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer()
-        and 0 <= v < _MAX_EXACT_ID
-        for v in values
-    ):  # fmt: skip
-        raise ValueError(f"{name} must be integers in [0, 2**53), got {values}")
-    return [int(v) for v in values]
 
 
 def _check_repeats_agree(records: Tensor) -> None:
