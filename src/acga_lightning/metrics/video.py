@@ -88,24 +88,22 @@ class ReferringVideoMetrics(Metric):
     def compute(self) -> dict[str, Tensor]:
         """J, F and J&F over every distinct (expression, frame) seen, on all processes."""
         records = self._records()  # (N, 4)
-        if records.shape[0]:
+        if records.shape[0] == 0:
+            nan = float("nan")
+            result = {"j": nan, "f": nan, "jf": nan, "num_expressions": 0.0, "num_frames": 0.0}
+        else:
             _check_repeats_agree(records)
             # One record per (expression, frame): the first of each, in a stable order.
             _, first = np.unique(records[:, :2].numpy(), axis=0, return_index=True)
             records = records[torch.as_tensor(np.sort(first))]
-        expressions = records[:, 0]
-        result = {"num_frames": float(records.shape[0])}
-        if records.shape[0] == 0:
-            result.update(j=float("nan"), f=float("nan"), jf=float("nan"), num_expressions=0.0)
-        else:
-            ids, inverse = torch.unique(expressions, return_inverse=True)
-            counts = torch.bincount(inverse).double()
-            j = (torch.zeros(len(ids), dtype=torch.float64).index_add_(0, inverse, records[:, 2])
-                 / counts).mean()  # fmt: skip
-            f = (torch.zeros(len(ids), dtype=torch.float64).index_add_(0, inverse, records[:, 3])
-                 / counts).mean()  # fmt: skip
-            result.update(j=float(j), f=float(f), jf=float((j + f) / 2))
-            result["num_expressions"] = float(len(ids))
+            ids, inverse = torch.unique(records[:, 0], return_inverse=True)
+            sums = torch.zeros(len(ids), 2, dtype=torch.float64).index_add_(
+                0, inverse, records[:, 2:]
+            )
+            # the mean over each expression's frames, then over expressions
+            j, f = (sums / torch.bincount(inverse).double()[:, None]).mean(dim=0).tolist()
+            result = {"j": j, "f": f, "jf": (j + f) / 2, "num_expressions": float(len(ids)),
+                      "num_frames": float(records.shape[0])}  # fmt: skip
         return {
             k: torch.tensor(v, dtype=torch.float64, device=self.device) for k, v in result.items()
         }
