@@ -42,6 +42,22 @@ def _checkpoint_callbacks(trainer: pl.Trainer) -> list[ModelCheckpoint]:
     return [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
 
 
+def _logger(trainer: pl.Trainer) -> Any:
+    return trainer.loggers[0] if trainer.loggers else None
+
+
+def _identity(logger: Any) -> dict[str, Any]:
+    """The fields of a run record that say which experiment a run belongs to."""
+    return {"logger": type(logger).__name__ if logger else None,
+            "experiment": experiment_name(logger)}  # fmt: skip
+
+
+def _project_root(logger: Any, trainer: pl.Trainer) -> Path:
+    """``<save_dir>/<name>``: the folder holding every run of ``logger``'s project."""
+    save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
+    return Path(save_dir) / str(logger.name)
+
+
 def candidate_dirs(trainer: pl.Trainer) -> list[tuple[Path, bool]]:
     """Checkpoint folders that may hold this experiment's runs, each with "needs a record".
 
@@ -57,9 +73,7 @@ def candidate_dirs(trainer: pl.Trainer) -> list[tuple[Path, bool]]:
         return dirs
     if not trainer.loggers:
         return [(Path(trainer.default_root_dir) / "checkpoints", False)]
-    logger = trainer.loggers[0]
-    save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
-    root = Path(save_dir) / str(logger.name)
+    root = _project_root(_logger(trainer), trainer)
     return [(d, True) for d in sorted(root.glob("*/checkpoints"))] if root.is_dir() else []
 
 
@@ -73,9 +87,7 @@ def read_record(directory: Path) -> dict[str, Any] | None:
 
 def find_last_checkpoint(trainer: pl.Trainer) -> tuple[Path, dict[str, Any]] | None:
     """The newest ``last*.ckpt`` of this experiment and its run record, or None."""
-    logger = trainer.loggers[0] if trainer.loggers else None
-    wanted = {"logger": type(logger).__name__ if logger else None,
-              "experiment": experiment_name(logger)}  # fmt: skip
+    wanted = _identity(_logger(trainer))
     found: list[tuple[float, Path, dict[str, Any]]] = []
     for directory, needs_record in candidate_dirs(trainer):
         record = read_record(directory)
@@ -116,9 +128,8 @@ def resolve_last(trainer: pl.Trainer) -> tuple[Path | None, str]:
             "training starts from scratch"
         )
     path, record = found
-    logger = trainer.loggers[0] if trainer.loggers else None
     version = record.get("version")
-    continued = continue_logger_run(logger, version)
+    continued = continue_logger_run(_logger(trainer), version)
     run = f", continuing logger run {version}" if continued else ""
     return path, f"--ckpt_path last: resuming from {path}{run}"
 
@@ -126,9 +137,7 @@ def resolve_last(trainer: pl.Trainer) -> tuple[Path | None, str]:
 def _search_root(trainer: pl.Trainer) -> str:
     if not trainer.loggers:
         return str(Path(trainer.default_root_dir) / "checkpoints")
-    logger = trainer.loggers[0]
-    save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
-    return str(Path(save_dir) / str(logger.name) / "*" / "checkpoints")
+    return str(_project_root(_logger(trainer), trainer) / "*" / "checkpoints")
 
 
 class RunRecord(Callback):
@@ -137,12 +146,8 @@ class RunRecord(Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        logger = trainer.loggers[0] if trainer.loggers else None
-        record = {
-            "logger": type(logger).__name__ if logger else None,
-            "experiment": experiment_name(logger),
-            "version": logger.version if logger else None,
-        }
+        logger = _logger(trainer)
+        record = {**_identity(logger), "version": logger.version if logger else None}
         for callback in _checkpoint_callbacks(trainer):
             if callback.dirpath is None or "://" in str(callback.dirpath):
                 continue
