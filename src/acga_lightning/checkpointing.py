@@ -49,17 +49,6 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def umask_mode(mode: int = 0o666) -> int:
-    """``mode`` less the process umask: what ``open()`` would give a new file.
-
-    ``tempfile.mkstemp`` creates files with mode 0600 whatever the umask, so a file renamed
-    from it would be private on a shared machine where every other file is group-readable.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    return mode & ~umask
-
-
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to ``path`` through a temp file in the same directory, fsync and rename.
 
@@ -74,6 +63,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        from acga_lightning.data.cache import umask_mode  # (the data package loads late)
+
         os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException as err:

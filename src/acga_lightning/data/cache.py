@@ -183,6 +183,17 @@ def augment_view(frames: torch.Tensor, key: str, view: int) -> torch.Tensor:
     return x * 2.0 - 1.0
 
 
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` less the process umask: what ``open()`` would give a new file.
+
+    ``tempfile.mkstemp`` creates files with mode 0600 whatever the umask, so a file renamed
+    from it would be private on a shared machine where every other file is group-readable.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
 def _atomic_write_bytes(path: Path, write: Any) -> None:
     """Write through ``write(file)`` to a temp file beside ``path``, fsync, then rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
@@ -191,9 +202,7 @@ def _atomic_write_bytes(path: Path, write: Any) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)  # mkstemp makes 0600 files: give them the mode open() would
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, umask_mode())  # mkstemp makes 0600 files: the mode open() would give
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -65,6 +65,7 @@ def toy_data_main(argv: Sequence[str] | None = None) -> int:
         )
     videos = args.videos if args.videos is not None else DEFAULT_VIDEOS[args.format]
     height = args.height if args.height is not None else DEFAULT_HEIGHT[args.format]
+    width = int(round(height * 4 / 3 / 2)) * 2  # 4:3, even (J-HMDB frames are 320x240)
     start = time.perf_counter()
     if args.format == "a2d":
         root = write_a2d(
@@ -74,13 +75,11 @@ def toy_data_main(argv: Sequence[str] | None = None) -> int:
     elif args.format in ("ytvos", "davis"):
         from acga_lightning.data.toy_refvos import write_ref_vos
 
-        width = int(round(height * 4 / 3 / 2)) * 2
         root = write_ref_vos(
             args.out, args.format, num_videos=videos, seed=args.seed, height=height,
             width=width, word2vec=not args.no_word2vec,
         )  # fmt: skip
     else:
-        width = int(round(height * 4 / 3 / 2)) * 2  # J-HMDB frames are 320x240
         root = write_jhmdb(
             args.out, num_videos=videos, seed=args.seed, height=height, width=width,
             word2vec=not args.no_word2vec,
