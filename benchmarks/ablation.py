@@ -42,8 +42,8 @@ import torch  # noqa: E402
 from _checks import check_metrics, passed, require  # noqa: E402
 
 from acga_lightning import ACGASegmenter  # noqa: E402
-from acga_lightning.data.a2d import MASKS, read_a2d_masks  # noqa: E402
 from acga_lightning.data.datamodule import ReferringVideoDataModule  # noqa: E402
+from acga_lightning.data.datasets.a2d import MASKS, read_a2d_masks  # noqa: E402
 from acga_lightning.metrics import ReferringSegmentationMetrics  # noqa: E402
 
 COLUMNS = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP", "overall IoU", "mean IoU",

@@ -6,7 +6,7 @@ Runs on CPU at reduced sizes on generated A2D data (a few minutes on 2 cores)::
     python benchmarks/cache.py --quick   # tiny sizes; checks the invariants below
 
 The data module gives uint8 frames; the uncached epoch normalises them as the segmenter does
-(:func:`~acga_lightning.data.resize.normalise_frames`) before I3D, so both rows time the work
+(:func:`~acga_lightning.data.io.resize.normalise_frames`) before I3D, so both rows time the work
 of a training step's video encoder. Invariants (checked on every run, exit status 1 when one
 fails): for one sample, I3D on its frames and ``precomputed`` on its cached features give the
 same F_V (up to the cache's float16), every entry of the build is a file, and reading many
@@ -49,7 +49,7 @@ def epoch_time(dm, encoder) -> tuple[float, int]:
 
 def model_frames(frames: torch.Tensor | None) -> torch.Tensor | None:
     """uint8 pixels as the segmenter's forward turns them into the encoder's [-1, 1] input."""
-    from acga_lightning.data.resize import normalise_frames
+    from acga_lightning.data.io.resize import normalise_frames
 
     if frames is not None and frames.dtype == torch.uint8:
         return normalise_frames(frames)  # (B, 3, T, S, S)
@@ -72,7 +72,7 @@ def same_features(plain_dataset, cached_dataset, i3d, precomputed) -> float:
 
 def rss_child(num_entries: int, directory: str) -> None:
     """Read ``num_entries`` entries of the synthetic cache in ``directory``; print peak RSS MiB."""
-    from acga_lightning.data.cache import FeatureCache, entry_key
+    from acga_lightning.data.caching.features import FeatureCache, entry_key
 
     cache = FeatureCache(directory, {"benchmark": 1}, RSS_SHAPE, "float16")
     total = 0.0
@@ -96,7 +96,7 @@ RSS_POOL = 2000
 
 def rss_table(tmp: Path, counts: tuple[int, int, int]) -> list[tuple[int, float]]:
     """Peak RSS of a fresh process reading each count of 1 MiB entries (``counts[-1]`` written)."""
-    from acga_lightning.data.cache import FeatureCache, entry_key
+    from acga_lightning.data.caching.features import FeatureCache, entry_key
 
     cache = FeatureCache(tmp / "rss", {"benchmark": 1}, RSS_SHAPE, "float16")
     cache.prepare()

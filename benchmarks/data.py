@@ -47,10 +47,10 @@ import torch
 from _checks import passed, require
 
 from acga_lightning.data import a2d as a2d_module
-from acga_lightning.data.a2d import A2DSentences
-from acga_lightning.data.resize import normalise_frames
-from acga_lightning.data.toy import write_a2d
-from acga_lightning.data.video import clip_indices, read_window, to_rgb
+from acga_lightning.data.datasets.a2d import A2DSentences
+from acga_lightning.data.io.resize import normalise_frames
+from acga_lightning.data.io.video import clip_indices, read_window, to_rgb
+from acga_lightning.data.synthetic import write_a2d
 
 
 def read_whole_video(

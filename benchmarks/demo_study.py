@@ -53,8 +53,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 from _checks import passed, require  # noqa: E402
 from ablation import batch_of, materialise, train  # noqa: E402
 
-from acga_lightning.data.a2d import MASKS, read_a2d_masks  # noqa: E402
 from acga_lightning.data.datamodule import ReferringVideoDataModule  # noqa: E402
+from acga_lightning.data.datasets.a2d import MASKS, read_a2d_masks  # noqa: E402
 
 #: The demo's model before and after this study (configs/demo.yaml has the current one).
 OLD_DEMO = {

@@ -33,7 +33,7 @@ from _checks import check_metrics, passed, require  # noqa: E402
 
 def score_floors(root: Path, word_vectors: Path) -> dict[str, dict[str, float]]:
     """Metrics of each floor on the test split of the A2D-format dataset at ``root``."""
-    from acga_lightning.data.a2d import MASKS, A2DSentences, read_a2d_mask, read_a2d_masks
+    from acga_lightning.data.datasets.a2d import MASKS, A2DSentences, read_a2d_mask, read_a2d_masks
     from acga_lightning.metrics import ReferringSegmentationMetrics
 
     reader = A2DSentences(root, "test", num_frames=1, frame_size=32, word_vectors=word_vectors)
@@ -79,7 +79,7 @@ def main() -> None:
 def report(root: Path, word_vectors: str | None, toy: dict | None) -> None:
     """Write the toy data if a config asks for it and is absent; print and check the floors."""
     if toy is not None and not (root / "Release/videoset.csv").is_file():
-        from acga_lightning.data.toy import write_a2d
+        from acga_lightning.data.synthetic import write_a2d
 
         write_a2d(root, **toy)
     vectors = Path(word_vectors) if word_vectors else root / "word2vec.bin"

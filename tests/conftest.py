@@ -1,7 +1,8 @@
 """Fixtures shared by every test module: generated datasets, written once per test session.
 
 ``toy_a2d(**kwargs)`` and ``toy_jhmdb(**kwargs)`` return the root of a dataset written by
-:func:`~acga_lightning.data.toy.write_a2d` / :func:`~acga_lightning.data.toy.write_jhmdb` with
+:func:`~acga_lightning.data.synthetic.write_a2d` /
+:func:`~acga_lightning.data.synthetic.write_jhmdb` with
 those arguments; modules that ask for the same arguments get the same folder, written once.
 ``a2d_root`` (8 videos) and ``small_a2d_root`` (4 videos, for tests that run an encoder over
 every clip) are the two A2D datasets most modules use.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from acga_lightning.data.toy import write_a2d, write_jhmdb
+from acga_lightning.data.synthetic import write_a2d, write_jhmdb
 
 #: The A2D dataset most modules read: 8 videos of 20-30 frames, 64 pixels high, every quirk.
 A2D = {"num_videos": 8, "seed": 1, "height": 64, "num_frames": (20, 30)}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from acga_lightning.cli import load_config, main
-from acga_lightning.data.toy_acga_h5 import write_acga_release
+from acga_lightning.data.synthetic.acga_h5 import write_acga_release
 from acga_lightning.registry import parse_spec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from acga_lightning import registry
-from acga_lightning.data.toy import write_a2d
+from acga_lightning.data.synthetic import write_a2d
 from acga_lightning.registry import ATTENTION, PluginError, UnknownPartError, import_class_path
 
 REPO = Path(__file__).resolve().parents[1]

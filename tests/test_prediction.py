@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from acga_lightning.cli import main
-from acga_lightning.data.toy import write_a2d
+from acga_lightning.data.synthetic import write_a2d
 from acga_lightning.prediction import mask_path, read_mask, write_mask
 
 DEMO = Path(__file__).resolve().parents[1] / "configs/demo.yaml"

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from acga_lightning import ACGASegmenter
-from acga_lightning.data.a2d import MASKS, A2DSentences, read_a2d_mask
 from acga_lightning.data.collate import collate_samples
-from acga_lightning.data.words import encode_query, load_word_vectors
+from acga_lightning.data.datasets.a2d import MASKS, A2DSentences, read_a2d_mask
+from acga_lightning.data.io.words import encode_query, load_word_vectors
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 

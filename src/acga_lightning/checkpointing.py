@@ -63,7 +63,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        from acga_lightning.data.cache import umask_mode  # (the data package loads late)
+        from acga_lightning.data.caching.features import umask_mode  # (the data package loads late)
 
         os.chmod(tmp, umask_mode())
         os.replace(tmp, path)

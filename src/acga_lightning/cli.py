@@ -94,7 +94,9 @@ def resolve_config_args(argv: Sequence[str]) -> list[str]:
     """``argv`` with every ``--config FILE`` that uses ``__base__`` replaced by the merged YAML.
 
     Files without includes are passed on unchanged (LightningCLI then reports errors with
-    their path); merged ones are passed as YAML text, which ``--config`` also accepts.
+    their path); merged ones are passed as YAML text, which ``--config`` also accepts. A
+    ``data`` section of the old form (``data.dataset``) is rewritten too
+    (:func:`~acga_lightning.data.compat.migrate_data_config`), with a notice on stderr.
     """
     from pathlib import Path
 
@@ -115,8 +117,15 @@ def resolve_config_args(argv: Sequence[str]) -> list[str]:
         path = Path(value)
         if path.suffix in (".yaml", ".yml") and path.is_file():
             raw = read_yaml(path)
-            if isinstance(raw, dict) and BASE_KEY in raw:
-                value = yaml.safe_dump(load_config(path), sort_keys=False)
+            if isinstance(raw, dict) and (BASE_KEY in raw or "data" in raw):
+                config = load_config(path)
+                from acga_lightning.data.compat import migrate_data_config
+
+                config["data"], notice = migrate_data_config(config.get("data"))
+                if notice:
+                    print(f"{path}: {notice}", file=sys.stderr)
+                if BASE_KEY in raw or notice:
+                    value = yaml.safe_dump(config, sort_keys=False)
         out.extend([arg, value])
     return out
 
@@ -169,7 +178,7 @@ def _lazy(module: str, function: str) -> Callable[[Sequence[str] | None], int]:
 
 TOOLS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "plugins": _plugins_main,
-    "toy-data": _lazy("acga_lightning.data.toy", "toy_data_main"),
+    "toy-data": _lazy("acga_lightning.data.synthetic", "toy_data_main"),
     "check-data": _lazy("acga_lightning.data.check", "check_data_main"),
     "cache-features": lambda argv=None: cache_features_main(argv),
     "segment": _lazy("acga_lightning.segment", "segment_main"),
@@ -197,7 +206,17 @@ def cache_features_main(argv: Sequence[str] | None = None) -> int:
 
         def instantiate_classes(self) -> None:
             # Only the data: the model and trainer (logger, callbacks) are not needed here.
-            self.datamodule = self.datamodule_class(**self.config["data"].as_dict())
+            import importlib
+
+            from jsonargparse import Namespace
+
+            data = self.config["data"]
+            if isinstance(data, Namespace) and "class_path" in data:
+                module, _, name = data.class_path.rpartition(".")
+                cls = getattr(importlib.import_module(module), name)
+                self.datamodule = cls(**(data.get("init_args") or Namespace()).as_dict())
+            else:  # a datamodule class of its own (not subclass mode)
+                self.datamodule = self.datamodule_class(**data.as_dict())
 
     # The model and data classes are ACGALightningCLI's defaults; it resolves __base__ itself.
     cli = CacheFeaturesCLI(
@@ -206,10 +225,9 @@ def cache_features_main(argv: Sequence[str] | None = None) -> int:
     datamodule = cli.datamodule
     if not datamodule.cache_settings.enabled:
         raise SystemExit("acga cache-features: data.cache.mode is 'none'; nothing to cache")
-    if datamodule.hparams.dataset == "toy":
-        datamodule.generate_toy_data()
+    datamodule.generate_toy_data()
     splits = cli.config.get("splits")
-    from acga_lightning.data.datamodule import build_cache
+    from acga_lightning.data.base import build_cache
 
     report = build_cache(datamodule, tuple(splits) if splits else None, progress=True)
     print(f"feature cache {datamodule.feature_cache().root}: {report}")
@@ -251,7 +269,7 @@ def print_help() -> None:
 
 def data_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean the data on disk must change (exit code 1)."""
-    from acga_lightning.data.video import VideoReadError
+    from acga_lightning.data.io.video import VideoReadError
     from acga_lightning.errors import DataError
 
     return (DataError, VideoReadError)
@@ -259,7 +277,7 @@ def data_errors() -> tuple[type[BaseException], ...]:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors printed as one line: :func:`data_errors` exit 1, the others (usage) exit 2."""
-    from acga_lightning.data.cache import CacheIncompleteError, CacheMismatchError
+    from acga_lightning.data.caching.features import CacheIncompleteError, CacheMismatchError
     from acga_lightning.errors import ConfigError
     from acga_lightning.models.i3d import WeightsMismatchError
     from acga_lightning.registry import PluginError

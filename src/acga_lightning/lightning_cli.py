@@ -77,12 +77,12 @@ def check_feature_spec(model: Any, datamodule: Any) -> None:
 
 def check_word_vectors(model: Any, datamodule: Any) -> None:
     """Word vectors whose size is not the model's ``word_dim`` fail now, naming the file."""
-    from acga_lightning.data.words import word_vector_size
+    from acga_lightning.data.io.words import word_vector_size
 
     hparams = getattr(datamodule, "hparams", {})
     word_dim = getattr(model, "hparams", {}).get("word_dim")
     path = hparams.get("word_vectors")
-    if path is None and hparams.get("dataset") == "toy":
+    if path is None and hparams.get("toy") is not None:
         path = Path(hparams.get("root", "")) / "word2vec.bin"
         if not path.is_file():
             return  # generated with the toy data, at the model's size
@@ -140,8 +140,9 @@ class ACGALightningCLI(LightningCLI):
 
     Args:
         model_class: the LightningModule (default :class:`~acga_lightning.ACGASegmenter`).
-        datamodule_class: the data (default
-            :class:`~acga_lightning.data.datamodule.ReferringVideoDataModule`).
+        datamodule_class: the data (default: any subclass of
+            :class:`~acga_lightning.data.base.ReferringDataModule`, chosen by the config's
+            ``data.class_path``, e.g. ``A2DDataModule``).
         started: ``time.monotonic()`` when ``--time_budget_minutes`` starts counting (default:
             when this object is made).
         args, kwargs: as for :class:`~pytorch_lightning.cli.LightningCLI`.
@@ -161,9 +162,10 @@ class ACGALightningCLI(LightningCLI):
 
             model_class = ACGASegmenter
         if datamodule_class is None:
-            from acga_lightning.data.datamodule import ReferringVideoDataModule
+            from acga_lightning.data.datamodules import ReferringDataModule
 
-            datamodule_class = ReferringVideoDataModule
+            datamodule_class = ReferringDataModule
+            kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("parser_class", ShortErrorParser)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("parser_kwargs", {"prog": "acga"})
@@ -223,9 +225,10 @@ class ACGALightningCLI(LightningCLI):
             default=False,
             help="predict: replace predictions already in predictions_dir",
         )
-        parser.link_arguments("data.num_frames", "model.num_frames")
-        parser.link_arguments("data.frame_size", "model.frame_size")
-        parser.link_arguments("data.resize_policy", "model.resize_policy")
+        prefix = "data.init_args" if self.subclass_mode_data else "data"
+        parser.link_arguments(f"{prefix}.num_frames", "model.num_frames")
+        parser.link_arguments(f"{prefix}.frame_size", "model.frame_size")
+        parser.link_arguments(f"{prefix}.resize_policy", "model.resize_policy")
 
     def _settings(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config

@@ -148,7 +148,7 @@ class SubmissionWriter(BasePredictionWriter):
     ``output_dir/Annotations/<video>/<exp_id>/<frame>.png`` (8-bit, 255 = the referred object,
     at the frame's size), then, on rank 0 at the end, ``output_dir.zip`` holding ``Annotations/``
     when ``zip`` is set. Predictions need ``video_id``, ``exp_id`` and ``frame_name`` (the
-    :class:`~acga_lightning.data.ref_vos.ReferringVOS` samples carry them).
+    :class:`~acga_lightning.data.datasets.ref_vos.ReferringVOS` samples carry them).
     """
 
     def __init__(self, output_dir: str | Path, zip: bool = True, overwrite: bool = False) -> None:
@@ -210,7 +210,7 @@ def check_submission(archive: str | Path, root: str | Path, split: str = "valid"
     """
     import zipfile
 
-    from acga_lightning.data.ref_vos import expressions_path, read_json_videos
+    from acga_lightning.data.datasets.ref_vos import expressions_path, read_json_videos
 
     root = Path(root)
     videos = read_json_videos(expressions_path(root, split))

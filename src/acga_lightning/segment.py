@@ -12,7 +12,7 @@ The video is decoded once, front to back, keeping only the frames the pending cl
 
 Checkpoints trained on a Mixed_4e feature cache (``video_encoder: precomputed``, endpoint
 ``mixed_4e``) hold only ``Mixed_4f``: the frozen I3D prefix is rebuilt with the cache's own
-:func:`~acga_lightning.data.cache_build.build_frozen_encoder` from the I3D weights file named in
+:func:`~acga_lightning.data.caching.build.build_frozen_encoder` from the I3D weights file named in
 the spec (or ``--i3d-weights``), so the features are those the cache held (up to the cache's
 float16 storage rounding). A cache made from a randomly initialised prefix cannot be reproduced:
 that is an error. Checkpoints on ``final`` cached features are not supported (the checkpoint
@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from acga_lightning.data.resize import resize_frames
+from acga_lightning.data.io.resize import resize_frames
+from acga_lightning.data.io.video import VideoReadError, clip_indices, iter_frames, probe_video
 from acga_lightning.data.sample import frames_to_tensor
-from acga_lightning.data.video import VideoReadError, clip_indices, iter_frames, probe_video
 from acga_lightning.viz import PRED_COLOR, overlay_masks
 
 
@@ -131,8 +131,8 @@ def load_model(
     model.eval().to(device)
     extractor = None
     if prefix_spec is not None:
-        from acga_lightning.data.cache import CacheSettings
-        from acga_lightning.data.cache_build import build_frozen_encoder
+        from acga_lightning.data.caching.build import build_frozen_encoder
+        from acga_lightning.data.caching.features import CacheSettings
 
         settings = CacheSettings(mode="mixed_4e", encoder=prefix_spec)
         extractor = build_frozen_encoder(
@@ -157,7 +157,7 @@ def encode_sentence(
     query: str, word_vectors: Path, max_words: int
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``words (1, N, D)``, ``word_mask (1, N)`` and the out-of-vocabulary words of ``query``."""
-    from acga_lightning.data.words import encode_query, load_word_vectors, tokenize
+    from acga_lightning.data.io.words import encode_query, load_word_vectors, tokenize
 
     if not query.strip() or not tokenize(query):
         raise SegmentError(f"--query: no words in {query!r}")

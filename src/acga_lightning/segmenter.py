@@ -44,7 +44,7 @@ class ACGASegmenter(pl.LightningModule):
     512 x 512, trained with Adam at 5e-4 and the learning rate divided by 10 after epoch 8.
     ``acga plugins`` lists every registered part and its arguments.
 
-    Batches follow the sample contract (:mod:`acga_lightning.data.sample`): ``frames`` or
+    Batches follow the sample contract (:class:`~acga_lightning.data.contract.Batch`): ``frames`` or
     ``features``, ``words``, ``word_mask``, ``mask``; ``orig_mask`` and ``orig_size`` for
     scoring. ``frames`` may be float32 in [-1, 1] or uint8 pixels (the datamodule's fast path):
     :meth:`forward` normalises uint8 on the model's device, exactly as the readers would have.
@@ -182,7 +182,7 @@ class ACGASegmenter(pl.LightningModule):
             # The one place uint8 batches become [-1, 1]: every step, callback and caller of
             # the model passes through here, after the batch reached the device. The cast
             # does what "bf16-true"-style precisions do to float batches on transfer.
-            from acga_lightning.data.resize import normalise_frames
+            from acga_lightning.data.io.resize import normalise_frames
 
             frames = normalise_frames(frames).to(self.dtype)  # (B, 3, T, S, S)
         word_mask = word_mask.bool()
@@ -235,7 +235,7 @@ class ACGASegmenter(pl.LightningModule):
             return [m.to(logits.device) for m in masks], peaks
         if orig_sizes is None:
             return list(predict_foreground(probabilities, self.hparams.relative_threshold)), peaks
-        from acga_lightning.data.resize import restore_mask
+        from acga_lightning.data.io.resize import restore_mask
 
         masks = []
         for prob, peak, size in zip(probabilities, peaks, orig_sizes, strict=True):

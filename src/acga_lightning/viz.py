@@ -275,11 +275,11 @@ def blend_heatmap(
 def word_labels(query: str, num_words: int, word_vectors: Any = None) -> list[str]:
     """The word behind each of the first ``num_words`` attention slots of ``query``.
 
-    Follows :func:`~acga_lightning.data.words.encode_query`: tokens, and a hyphenated token the
+    Follows :func:`~acga_lightning.data.io.words.encode_query`: tokens, and a hyphenated token the
     vocabulary lacks split into its parts. Without ``word_vectors`` the split is guessed from the
     count; when the count still does not match, slots are labelled ``word 1``, ``word 2``, ...
     """
-    from acga_lightning.data.words import tokenize
+    from acga_lightning.data.io.words import tokenize
 
     tokens = tokenize(query)
     if word_vectors is not None:
@@ -465,7 +465,7 @@ def encode_inputs(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch
 
     As the segmenter's forward: unless its ``mask_padding`` is set, every word position counts
     (``word_mask`` all True), as in the official model."""
-    from acga_lightning.data.resize import normalise_frames
+    from acga_lightning.data.io.resize import normalise_frames
     from acga_lightning.models.attention import sentence_feature
 
     device = next(model.parameters()).device

@@ -1,4 +1,4 @@
-"""A2D-Sentences reader on generated data in the real layout (acga_lightning.data.toy)."""
+"""A2D-Sentences reader on generated data in the real layout (acga_lightning.data.synthetic)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from acga_lightning.data import a2d as a2d_module
-from acga_lightning.data.a2d import A2DSampleError, A2DSentences
 from acga_lightning.data.collate import collate_samples
-from acga_lightning.data.resize import normalise_frames, resize_frames, resize_mask, restore_mask
+from acga_lightning.data.datasets import a2d as a2d_module
+from acga_lightning.data.datasets.a2d import A2DSampleError, A2DSentences
+from acga_lightning.data.io.resize import normalise_frames, resize_frames, resize_mask, restore_mask
+from acga_lightning.data.io.video import read_window
 from acga_lightning.data.sample import frames_to_tensor, make_sample_id
 from acga_lightning.data.transforms import ClipAugment, swap_left_right
-from acga_lightning.data.video import read_window
 
 H5_DIR = "text_annotations/a2d_annotation_with_instances"
 KW = {"num_frames": 4, "frame_size": 32}

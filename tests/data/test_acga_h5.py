@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from acga_lightning.data.acga_h5 import ACGAPreprocessed
 from acga_lightning.data.collate import collate_samples
-from acga_lightning.data.resize import restore_mask
-from acga_lightning.data.toy_acga_h5 import DEFAULT_SIZES, write_acga_release
+from acga_lightning.data.datasets.acga_h5 import ACGAPreprocessed
+from acga_lightning.data.io.resize import restore_mask
+from acga_lightning.data.synthetic.acga_h5 import DEFAULT_SIZES, write_acga_release
 
 C = 8  # the real release has 528 Mixed_4e channels; the reader does not care, tests stay tiny
 SIZES = DEFAULT_SIZES

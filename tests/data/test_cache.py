@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from acga_lightning.data.cache import (
+from acga_lightning.data.caching.features import (
     CacheMismatchError,
     CacheSettings,
     FeatureCache,
@@ -17,7 +17,7 @@ from acga_lightning.data.cache import (
     entry_key,
 )
 from acga_lightning.data.datamodule import ReferringVideoDataModule, build_cache
-from acga_lightning.data.resize import normalise_frames
+from acga_lightning.data.io.resize import normalise_frames
 from acga_lightning.registry import VIDEO_ENCODERS
 
 SIZE = dict(num_frames=8, frame_size=64)

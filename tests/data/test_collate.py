@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from acga_lightning.data.collate import collate_samples
-from acga_lightning.data.resize import compute_geometry
+from acga_lightning.data.io.resize import compute_geometry
 
 
 def fake_sample(i: int, h: int, w: int) -> dict:

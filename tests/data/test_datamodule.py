@@ -56,7 +56,7 @@ def test_toy_is_generated_once_and_loads(toy_root):
 
 
 def test_float32_frames_on_request_match_the_uint8_ones(toy_root):
-    from acga_lightning.data.resize import normalise_frames
+    from acga_lightning.data.io.resize import normalise_frames
 
     pixels, floats = make(toy_root), make(toy_root, frames_dtype="float32")
     pixels.setup("test")

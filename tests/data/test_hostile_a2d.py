@@ -18,7 +18,8 @@ import h5py
 import numpy as np
 import pytest
 
-from acga_lightning.data.a2d import (
+from acga_lightning.data.check import check_dataset
+from acga_lightning.data.datasets.a2d import (
     ANNOTATION,
     CLIPS,
     MASKS,
@@ -27,8 +28,7 @@ from acga_lightning.data.a2d import (
     A2DSampleError,
     A2DSentences,
 )
-from acga_lightning.data.check import check_dataset
-from acga_lightning.data.toy import write_a2d
+from acga_lightning.data.synthetic import write_a2d
 from acga_lightning.errors import DataError
 
 KW = {"num_frames": 2, "frame_size": 32, "index_cache": False}

@@ -12,8 +12,8 @@ import scipy.io
 import torch
 from PIL import Image
 
-from acga_lightning.data.jhmdb import JHMDBSampleError, JHMDBSentences, uniform_frames
-from acga_lightning.data.resize import normalise_frames, resize_frames
+from acga_lightning.data.datasets.jhmdb import JHMDBSampleError, JHMDBSentences, uniform_frames
+from acga_lightning.data.io.resize import normalise_frames, resize_frames
 from acga_lightning.data.sample import frames_to_tensor
 
 KW = {"num_frames": 4, "frame_size": 32}

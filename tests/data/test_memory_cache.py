@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from acga_lightning.data import a2d as a2d_module
-from acga_lightning.data.a2d import A2DSentences
-from acga_lightning.data.memory_cache import MemoryCachedDataset, window_groups
-from acga_lightning.data.video import read_window
+from acga_lightning.data.caching.memory import MemoryCachedDataset, window_groups
+from acga_lightning.data.datasets import a2d as a2d_module
+from acga_lightning.data.datasets.a2d import A2DSentences
+from acga_lightning.data.io.video import read_window
 
 KW = {"num_frames": 4, "frame_size": 32, "index_cache": False}
 

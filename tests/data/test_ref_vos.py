@@ -14,8 +14,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from acga_lightning.data.collate import collate_samples
-from acga_lightning.data.ref_vos import ReferringVOS, RefVOSSampleError
-from acga_lightning.data.toy_refvos import write_ref_vos
+from acga_lightning.data.datasets.ref_vos import ReferringVOS, RefVOSSampleError
+from acga_lightning.data.synthetic.ref_vos import write_ref_vos
 from acga_lightning.prediction import SubmissionWriter, check_submission
 
 ASSET = Path(__file__).resolve().parents[1] / "assets/sentence_acga.ckpt"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from acga_lightning.data.resize import (
+from acga_lightning.data.io.resize import (
     compute_geometry,
     frames_to_model_input,
     normalise_frames,

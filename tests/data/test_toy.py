@@ -17,14 +17,20 @@ from gensim.models import KeyedVectors
 from PIL import Image
 from scipy.io import loadmat
 
-from acga_lightning.data.toy import (
+from acga_lightning.data.synthetic import (
     render_frame,
     sample_scene,
     toy_data_main,
     write_a2d,
 )
-from acga_lightning.data.toy_scenes import COLOURS, POSITION_MARGIN, SHAPES, Actor, mean_position
-from acga_lightning.data.toy_text import POSITION_PHRASES, VERB_PHRASES
+from acga_lightning.data.synthetic.scenes import (
+    COLOURS,
+    POSITION_MARGIN,
+    SHAPES,
+    Actor,
+    mean_position,
+)
+from acga_lightning.data.synthetic.text import POSITION_PHRASES, VERB_PHRASES
 
 TINY = dict(num_videos=6, height=64, num_frames=(12, 16), annotated_per_video=3)
 
@@ -250,19 +256,21 @@ def test_word2vec_covers_every_query_word(a2d: Path) -> None:
 
 
 def test_word2vec_bytes_do_not_depend_on_pythonhashseed(tmp_path: Path) -> None:
-    import acga_lightning.data.toy_text as toy_text
+    import acga_lightning.data.synthetic.text as toy_text
 
     # Stub the packages so the child processes load gensim and toy_text only, not torch.
-    data_dir = Path(toy_text.__file__).parent
+    synthetic_dir = Path(toy_text.__file__).parent
+    data_dir = synthetic_dir.parent
     script = f"""
 import sys, types
 from pathlib import Path
 packages = [("acga_lightning", {str(data_dir.parent)!r}),
-            ("acga_lightning.data", {str(data_dir)!r})]
+            ("acga_lightning.data", {str(data_dir)!r}),
+            ("acga_lightning.data.synthetic", {str(synthetic_dir)!r})]
 for name, folder in packages:
     sys.modules[name] = types.ModuleType(name)
     sys.modules[name].__path__ = [folder]
-from acga_lightning.data.toy_text import vocabulary_sentences, write_word2vec
+from acga_lightning.data.synthetic.text import vocabulary_sentences, write_word2vec
 write_word2vec(Path(sys.argv[1]), vocabulary_sentences()[:200], seed=4)
 """
     procs = []
@@ -382,7 +390,7 @@ def test_sentence_only_target_is_largest_about_one_time_in_n(tmp_path: Path) -> 
 
 
 def test_position_words_hold_at_the_named_frames() -> None:
-    from acga_lightning.data.toy_scenes import Scene, position_terms
+    from acga_lightning.data.synthetic.scenes import Scene, position_terms
 
     def actor(x0: float, motion: str = "standing", direction: int = 0) -> Actor:
         return Actor("red", "circle", motion, direction, 0.1, x0, 0.6, 0.0, 0)

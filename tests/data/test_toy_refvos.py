@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from acga_lightning.data.toy_refvos import VOID, write_ref_vos
+from acga_lightning.data.synthetic.ref_vos import VOID, write_ref_vos
 
 
 def files(root):

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from acga_lightning.data.video import VideoReadError, clip_indices, probe_video, read_window
+from acga_lightning.data.io.video import VideoReadError, clip_indices, probe_video, read_window
 
 
 def write_video(

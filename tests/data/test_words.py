@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from acga_lightning.data.words import (
+from acga_lightning.data.io.words import (
     WordStats,
     encode_query,
     load_word_vectors,

@@ -13,8 +13,8 @@ import torch
 
 from acga_lightning.cli import main
 from acga_lightning.convert import build_official_model, save_lightning_checkpoint
-from acga_lightning.data.acga_h5 import ACGAPreprocessed
-from acga_lightning.data.toy_acga_h5 import write_acga_release
+from acga_lightning.data.datasets.acga_h5 import ACGAPreprocessed
+from acga_lightning.data.synthetic.acga_h5 import write_acga_release
 from acga_lightning.metrics.official import (
     official_release_masks,
     official_release_predictions,

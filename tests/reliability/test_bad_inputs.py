@@ -37,11 +37,17 @@ from acga_lightning.checkpointing import (
     load_checkpoint_file,
     remove_stale_temp_files,
 )
-from acga_lightning.data.a2d import ANNOTATION, MISSED, VIDEOSET, A2DSampleError, A2DSentences
-from acga_lightning.data.cache import FeatureCache
+from acga_lightning.data.caching.features import FeatureCache
+from acga_lightning.data.caching.index import save_cached_index
 from acga_lightning.data.datamodule import ReferringVideoDataModule
-from acga_lightning.data.sample import save_cached_index
-from acga_lightning.data.words import encode_query, load_word_vectors
+from acga_lightning.data.datasets.a2d import (
+    ANNOTATION,
+    MISSED,
+    VIDEOSET,
+    A2DSampleError,
+    A2DSentences,
+)
+from acga_lightning.data.io.words import encode_query, load_word_vectors
 
 KW = {"num_frames": 4, "frame_size": 32, "index_cache": False}
 KW_DM = {"num_frames": 4, "frame_size": 32, "dataset_options": {"index_cache": False}}
@@ -156,7 +162,7 @@ def test_full_disk_checkpoint_keeps_the_previous_one(tmp_path: Path, monkeypatch
 
 
 def test_full_disk_toy_generation_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
-    import acga_lightning.data.toy as toy
+    import acga_lightning.data.synthetic as toy
 
     def write_then_fail(root, **kwargs):
         Path(root).mkdir(parents=True)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from acga_lightning.cli import main
-from acga_lightning.data.toy import write_a2d
+from acga_lightning.data.synthetic import write_a2d
 from acga_lightning.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,12 +162,12 @@ def test_a_yaml_syntax_error_names_the_config_file_and_line(toy, tmp_path, monke
 
 
 def test_a_video_that_fails_to_decode_mid_run_is_one_line_and_exit_code_1(toy, monkeypatch, capsys):
-    from acga_lightning.data.video import VideoReadError
+    from acga_lightning.data.io.video import VideoReadError
 
     def truncated(path, indices):
         raise VideoReadError(f"{path}: truncated stream at frame {indices[0]}")
 
-    monkeypatch.setattr("acga_lightning.data.a2d.read_window", truncated)
+    monkeypatch.setattr("acga_lightning.data.datasets.a2d.read_window", truncated)
     code, err = console(monkeypatch, capsys, *fit_args(toy, "--trainer.fast_dev_run", "true"))
     assert code == 1 and err.startswith("acga fit: error: ") and ".mp4: truncated" in err
     assert "\n" not in err

@@ -45,7 +45,7 @@ def prepared(tmp_path_factory) -> tuple[Path, Path]:
         import fit_job
     finally:
         sys.path.remove(str(JOB.parent))
-    from acga_lightning.data.toy import write_a2d
+    from acga_lightning.data.synthetic import write_a2d
     from acga_lightning.registry import VIDEO_ENCODERS
 
     base = tmp_path_factory.mktemp("resume")

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from acga_lightning.data.a2d_fields import (
+from acga_lightning.data.datasets.a2d_fields import (
     FieldError,
     check_annotation_header,
     frame_number,
@@ -28,8 +28,8 @@ from acga_lightning.data.a2d_fields import (
     read_csv_rows,
     read_h5_frame,
 )
+from acga_lightning.data.io.words import tokenize
 from acga_lightning.data.sample import normalise_query
-from acga_lightning.data.words import tokenize
 
 VIDEOSET = "Release/videoset.csv"
 CLIPS = "Release/clips320H"
@@ -290,7 +290,7 @@ def _mask_shape(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
 
 
 def _check_jhmdb_video(root: Path, vid: str, report: CheckReport) -> None:
-    from acga_lightning.data.jhmdb import video_problem
+    from acga_lightning.data.datasets.jhmdb import video_problem
 
     dirs = [p for p in (root / "Rename_Images").glob(f"*/{vid}") if p.is_dir()]
     if len(dirs) != 1:
@@ -350,7 +350,7 @@ def check_jhmdb(root: Path, report: CheckReport, progress: bool) -> None:
 
 
 def _check_ref_vos(root: Path, report: CheckReport, progress: bool) -> None:
-    from acga_lightning.data.ref_vos import check_ref_vos
+    from acga_lightning.data.datasets.ref_vos import check_ref_vos
 
     check_ref_vos(root, report, progress)
 

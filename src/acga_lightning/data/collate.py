@@ -1,4 +1,5 @@
-"""Batching samples of the sample contract (see :mod:`acga_lightning.data.sample`)."""
+"""Batching :class:`~acga_lightning.data.contract.Sample` dicts into a
+:class:`~acga_lightning.data.contract.Batch`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 # Stacked into one tensor: same shape in every sample.
 STACKED = ("frames", "features", "words", "word_mask", "mask")
 # Integers that become int64 tensors.
-INTEGERS = ("frame_idx", "instance_id", "sample_id")
+INTEGERS = ("frame_idx", "instance_id", "sample_id", "expression_id")
 # Kept as Python lists: sizes differ between samples, or they are not tensors.
 LISTED = ("orig_mask", "orig_size", "query", "video_id", "resize")
 

@@ -1,63 +1,30 @@
-"""The sample contract: what every dataset reader returns, and the helpers they share.
+"""Helpers every dataset reader shares to build samples (:mod:`acga_lightning.data.contract`).
 
-Every reader (:class:`~acga_lightning.data.A2DSentences`,
-:class:`~acga_lightning.data.JHMDBSentences`, :class:`~acga_lightning.data.ACGAPreprocessed`)
-returns one dict per sample with these keys; :func:`~acga_lightning.data.collate_samples` stacks
-the tensors into a batch (a leading ``B`` axis) and keeps the rest as lists:
-
-- ``frames``: float32 ``(3, T, S, S)`` in [-1, 1], the annotated frame at index ``T // 2``; or,
-  with ``frames_dtype="uint8"`` (the datamodule's default), the resized uint8 pixels, which the
-  model normalises with :func:`~acga_lightning.data.resize.normalise_frames`. Absent when
-  ``features`` is given.
-- ``features``: float16/32 ``(C, T', G, G)``, cached encoder output for the clip, instead of
-  ``frames``.
-- ``words``: float32 ``(N, 300)`` word vectors, zero rows for padding; ``word_mask``: bool
-  ``(N,)``, True for real words.
-- ``mask``: float32 ``(S, S)`` in {0, 1}, the target at the model's resolution.
-- ``orig_mask``: bool ``(h, w)``, the target at the frame's original size, used for scoring;
-  ``orig_size``: ``(h, w)``; ``resize``: the
-  :class:`~acga_lightning.data.resize.ResizeGeometry` that maps ``S x S`` back to ``(h, w)``
-  (these three stay lists when batched).
-- Provenance: ``query`` (str, normalised), ``video_id`` (str), ``frame_idx`` (int, 1-based: the
-  annotated frame), ``instance_id`` (int: the actor the query names) and ``sample_id`` (int,
-  stable across runs and processes).
-
-The clip of annotated frame ``f`` (1-based) is frames ``f-1-T//2 ... f-1+(T+1)//2-1`` (0-based),
-clamped to the video's ends (:func:`~acga_lightning.data.video.clip_indices`); only frame
-``T // 2`` is supervised. This module holds the helpers the readers share: query normalisation,
-stable sample ids, frame normalisation, skip counting and the JSON index cache.
+Query normalisation, stable sample ids, frame normalisation, the transform protocol and skip
+counting. The contract itself (keys, shapes, dtypes) is :mod:`acga_lightning.data.contract`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
-import tempfile
 from collections import Counter
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 from gensim.models import KeyedVectors
 
-from acga_lightning.data.resize import (
+from acga_lightning.data.io.resize import (
     FRAME_DTYPES,
     compute_geometry,
     frames_to_model_input,
     normalise_frames,
     resize_mask,
 )
-from acga_lightning.data.words import encode_query
+from acga_lightning.data.io.words import encode_query
 
 log = logging.getLogger(__name__)
-
-# 2: the readers check every field (frame range, mask values, duplicates): older indexes may
-# hold samples those checks reject.
-INDEX_VERSION = 2
 
 
 def normalise_query(query: str) -> str:
@@ -167,83 +134,3 @@ class SkipCounter:
 
     def as_dict(self) -> dict[str, int]:
         return dict(sorted(self.counts.items()))
-
-
-def default_cache_dir() -> Path:
-    """Where index caches go unless a dataset gets ``index_cache``.
-
-    ``$ACGA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/acga_lightning``, else
-    ``~/.cache/acga_lightning``. Never inside the dataset root, which may be read-only.
-    """
-    if os.environ.get("ACGA_CACHE_DIR"):
-        return Path(os.environ["ACGA_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "acga_lightning"
-
-
-def fingerprint_files(paths: Iterable[Path], root: Path) -> str:
-    """A sha1 over the files' relative paths, sizes and mtimes: changes when the dataset changes."""
-    h = hashlib.sha1(str(INDEX_VERSION).encode())
-    for p in sorted(paths):
-        try:
-            st = p.stat()
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        h.update(f"{p.relative_to(root).as_posix()}={stamp}\n".encode())
-    return h.hexdigest()
-
-
-def resolve_index_cache(
-    index_cache: str | Path | bool | None, root: Path, name: str
-) -> Path | None:
-    """The JSON file a dataset's index is cached in, or None when caching is off.
-
-    ``index_cache``: None or True -> :func:`default_cache_dir`; False -> no cache; a path ending in
-    ``.json`` -> that file; any other path -> a directory to put the file in. The file name
-    includes a hash of the resolved root, so two datasets never share a cache file.
-    """
-    if index_cache is False:
-        return None
-    root_key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
-    filename = f"{name}_{root_key}.json"
-    if index_cache is None or index_cache is True:
-        return default_cache_dir() / filename
-    path = Path(index_cache)
-    return path if path.suffix == ".json" else path / filename
-
-
-def load_cached_index(path: Path | None, fingerprint: str) -> dict[str, Any] | None:
-    """The cached index at ``path`` if it exists and was built from the same files, else None."""
-    if path is None or not path.is_file():
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            cached = json.load(f)
-    except (OSError, ValueError) as err:
-        log.warning("index cache %s is unreadable (%s); rebuilding", path, err)
-        return None
-    if cached.get("version") != INDEX_VERSION or cached.get("fingerprint") != fingerprint:
-        log.info("index cache %s is stale; rebuilding", path)
-        return None
-    return cached
-
-
-def save_cached_index(path: Path | None, fingerprint: str, payload: dict[str, Any]) -> None:
-    """Write the index atomically; an unwritable cache directory is logged, not fatal."""
-    if path is None:
-        return
-    data = {"version": INDEX_VERSION, "fingerprint": fingerprint, **payload}
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except OSError as err:
-        if tmp is not None:  # a full disk must not leave a partial temp file behind
-            Path(tmp).unlink(missing_ok=True)
-        log.warning(
-            "could not write index cache %s (%s); the index is rebuilt next time", path, err
-        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import asdict, dataclass
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations calls the network otherwise
 
@@ -25,6 +26,23 @@ _SIDE = re.compile(r"\b(left|right)(?=most\b|\b)")
 def swap_left_right(query: str) -> str:
     """Swap ``left``/``right`` as words, also in ``leftmost``/``left-most`` (not ``bright``)."""
     return _SIDE.sub(lambda m: "right" if m.group(1) == "left" else "left", query)
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """The datamodules' ``augment_options``: the arguments of :class:`ClipAugment`."""
+
+    p_flip: float = 0.5
+    p_affine: float = 0.5
+    scale: tuple[float, float] = (0.9, 1.1)
+    translate: float = 0.05
+    p_color: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    seed: int | None = None
+
+    def build(self) -> ClipAugment:
+        return ClipAugment(**asdict(self))
 
 
 class ClipAugment:

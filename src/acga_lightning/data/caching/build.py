@@ -1,4 +1,4 @@
-"""Building the feature cache (:mod:`acga_lightning.data.cache`) and reading datasets through it.
+"""Building the feature cache (:mod:`.features`) and reading datasets through it.
 
 :func:`build_frozen_encoder` builds the encoder of ``cache.encoder``; :func:`cache_for` derives the
 fingerprint and entry shape from it; :func:`build_entries` computes the missing or invalid entries
@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from acga_lightning.data.cache import (
+from acga_lightning.data.caching.features import (
     CACHE_FORMAT_VERSION,
     VIEW_AUGMENT,
     CacheSettings,
@@ -29,9 +29,9 @@ from acga_lightning.data.cache import (
     entry_key,
     view_is_flipped,
 )
-from acga_lightning.data.resize import normalise_frames
+from acga_lightning.data.io.resize import normalise_frames
+from acga_lightning.data.io.words import encode_query
 from acga_lightning.data.transforms import swap_left_right
-from acga_lightning.data.words import encode_query
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,10 @@ from gensim.models import KeyedVectors
 from PIL import Image
 from torch.utils.data import Dataset
 
-from acga_lightning.data.resize import POLICIES
+from acga_lightning.data.contract import Sample
+from acga_lightning.data.io.resize import POLICIES
+from acga_lightning.data.io.video import clip_indices
+from acga_lightning.data.io.words import WordStats, load_word_vectors, query_stats, tokenize
 from acga_lightning.data.sample import (
     SkipCounter,
     build_sample,
@@ -41,8 +44,6 @@ from acga_lightning.data.sample import (
     make_sample_id,
     normalise_query,
 )
-from acga_lightning.data.video import clip_indices
-from acga_lightning.data.words import WordStats, load_word_vectors, query_stats, tokenize
 from acga_lightning.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def _tail(path: str, anchor: str) -> Path:
 
 
 class JHMDBSentences(Dataset):
-    """J-HMDB-Sentences evaluation samples (the contract of :mod:`acga_lightning.data.sample`).
+    """J-HMDB-Sentences evaluation samples (:class:`~acga_lightning.data.contract.Sample`).
 
     Args:
         root: the folder holding ``Rename_Images/``, ``puppet_mask/``, ``jhmdb_annotation.txt``.
@@ -220,7 +221,7 @@ class JHMDBSentences(Dataset):
 
     def _read_annotations(self) -> list[tuple[str, str]]:
         """``(video_id, query)`` rows; read as the A2D files are (BOM, blank lines, commas)."""
-        from acga_lightning.data.a2d_fields import FieldError, read_csv_rows
+        from acga_lightning.data.datasets.a2d_fields import FieldError, read_csv_rows
 
         path = self.root / ANNOTATION
         try:
@@ -298,7 +299,7 @@ class JHMDBSentences(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> Sample:
         r = self.records[index]
         n = r["num_frames"]
         frames = []

@@ -57,7 +57,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -85,21 +85,20 @@ class CacheIncompleteError(RuntimeError):
     """A split needs entries the cache does not hold (run ``acga cache-features`` first)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class CacheSettings:
-    """The datamodule's ``cache`` argument, validated.
+    """The datamodules' ``cache`` argument, checked when made.
 
     ``mode``: none | mixed_4e | final. ``dir``: parent directory of the per-fingerprint caches
-    (default ``<root>/../feature_cache`` is not assumed: it is required when mode is not none).
-    ``dtype``: storage dtype. ``augmented_views``: see the module docstring. ``encoder``: the
-    frozen encoder's spec (``VIDEO_ENCODERS``). ``batch_size``/``num_workers``/``device``/
-    ``bf16``: how the build runs (``device`` None: CUDA if available; ``bf16``: autocast, which
-    changes the features and therefore the fingerprint).
+    (required when mode is not none). ``dtype``: storage dtype. ``augmented_views``: see the
+    module docstring. ``encoder``: the frozen encoder's spec (``VIDEO_ENCODERS``).
+    ``batch_size``/``num_workers``/``device``/``bf16``: how the build runs (``device`` None: CUDA
+    if available; ``bf16``: autocast, which changes the features and therefore the fingerprint).
     """
 
-    mode: str = "none"
+    mode: Literal["none", "mixed_4e", "final"] = "none"
     dir: str | None = None
-    dtype: str = "float16"
+    dtype: Literal["float16", "float32"] = "float16"
     augmented_views: int = 0
     encoder: dict[str, Any] = field(default_factory=lambda: {"name": "i3d", "weights": None})
     batch_size: int = 4
@@ -107,31 +106,33 @@ class CacheSettings:
     device: str | None = None
     bf16: bool = False
 
+    def __post_init__(self) -> None:
+        if isinstance(self.encoder, str):
+            object.__setattr__(self, "encoder", {"name": self.encoder})
+        if self.mode not in CACHE_MODES:
+            raise ValueError(f"cache.mode: expected one of {CACHE_MODES}, got {self.mode!r}")
+        if self.dtype not in CACHE_DTYPES:
+            raise ValueError(f"cache.dtype: expected one of {CACHE_DTYPES}, got {self.dtype!r}")
+        if self.augmented_views < 0:
+            raise ValueError(f"cache.augmented_views: expected >= 0, got {self.augmented_views}")
+        if self.batch_size < 1:
+            raise ValueError(f"cache.batch_size: expected >= 1, got {self.batch_size}")
+        if self.enabled and not self.dir:
+            raise ValueError(f"cache.dir: required when cache.mode is {self.mode!r}")
+        if "name" not in self.encoder:
+            raise ValueError(f"cache.encoder: a spec needs a 'name', got {self.encoder}")
+
     @classmethod
-    def from_dict(cls, value: Mapping[str, Any] | None) -> CacheSettings:
+    def from_dict(cls, value: CacheSettings | Mapping[str, Any] | None) -> CacheSettings:
+        """Settings from a mapping (unknown keys rejected, naming the known ones) or as given."""
+        if isinstance(value, CacheSettings):
+            return value
         value = dict(value or {})
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(value) - known)
         if unknown:
             raise ValueError(f"cache: unknown key(s) {unknown}; known keys: {sorted(known)}")
-        if isinstance(value.get("encoder"), str):
-            value["encoder"] = {"name": value["encoder"]}
-        settings = cls(**value)
-        if settings.mode not in CACHE_MODES:
-            raise ValueError(f"cache.mode: expected one of {CACHE_MODES}, got {settings.mode!r}")
-        if settings.dtype not in CACHE_DTYPES:
-            raise ValueError(f"cache.dtype: expected one of {CACHE_DTYPES}, got {settings.dtype!r}")
-        if settings.augmented_views < 0:
-            raise ValueError(
-                f"cache.augmented_views: expected >= 0, got {settings.augmented_views}"
-            )
-        if settings.batch_size < 1:
-            raise ValueError(f"cache.batch_size: expected >= 1, got {settings.batch_size}")
-        if settings.enabled and not settings.dir:
-            raise ValueError(f"cache.dir: required when cache.mode is {settings.mode!r}")
-        if "name" not in settings.encoder:
-            raise ValueError(f"cache.encoder: a spec needs a 'name', got {settings.encoder}")
-        return settings
+        return cls(**value)
 
     @property
     def enabled(self) -> bool:

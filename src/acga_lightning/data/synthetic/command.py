@@ -1,15 +1,4 @@
-"""Small generated datasets in the real A2D-Sentences and J-HMDB-Sentences on-disk formats.
-
-Nobody can download the real data here, so tests, the demo and the notebooks use data that
-this module writes in exactly the real layout: the readers cannot tell the difference, except
-for ``toy_manifest.json``, which records what was generated (for tests) and which no reader
-may need. Everything is a function of the seed.
-
-- :func:`write_a2d` / :func:`write_jhmdb`: the datasets (see :mod:`.toy_a2d`, :mod:`.toy_jhmdb`).
-- :func:`sample_scene` / :func:`render_frame`: the synthetic scenes (:mod:`.toy_scenes`), also
-  used by benchmarks.
-- :func:`toy_data_main`: the ``acga toy-data OUT --format a2d|jhmdb`` command.
-"""
+"""``acga toy-data``: write a generated dataset in one of the real layouts."""
 
 from __future__ import annotations
 
@@ -18,22 +7,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from acga_lightning.data.toy_a2d import write_a2d
-from acga_lightning.data.toy_jhmdb import write_jhmdb
-from acga_lightning.data.toy_scenes import Actor, Scene, render_frame, sample_scene
-from acga_lightning.data.toy_text import describe, write_word2vec
-
-__all__ = [
-    "Actor",
-    "Scene",
-    "describe",
-    "render_frame",
-    "sample_scene",
-    "toy_data_main",
-    "write_a2d",
-    "write_jhmdb",
-    "write_word2vec",
-]
+from acga_lightning.data.synthetic.a2d import write_a2d
+from acga_lightning.data.synthetic.jhmdb import write_jhmdb
 
 DEFAULT_VIDEOS = {"a2d": 12, "jhmdb": 6, "ytvos": 6, "davis": 6}
 DEFAULT_HEIGHT = {"a2d": 320, "jhmdb": 240, "ytvos": 96, "davis": 96}
@@ -73,7 +48,7 @@ def toy_data_main(argv: Sequence[str] | None = None) -> int:
             word2vec=not args.no_word2vec, progress=True,
         )  # fmt: skip
     elif args.format in ("ytvos", "davis"):
-        from acga_lightning.data.toy_refvos import write_ref_vos
+        from acga_lightning.data.synthetic.ref_vos import write_ref_vos
 
         root = write_ref_vos(
             args.out, args.format, num_videos=videos, seed=args.seed, height=height,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from acga_lightning.data.toy_scenes import COLOURS, Scene, render_background
-from acga_lightning.data.toy_text import write_word2vec
+from acga_lightning.data.synthetic.scenes import COLOURS, Scene, render_background
+from acga_lightning.data.synthetic.text import write_word2vec
 
 #: Action -> verb phrases (``{dir}`` is "left" or "right").
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -145,6 +145,18 @@ def _video_name(rng: np.random.Generator, action: str, k: int) -> str:
     flags = [str(rng.choice(opts)) for opts in (("f", "u", "h"), ("cm", "nm"), ("np1",),
              ("fr", "ba", "le", "ri"), ("goo", "med", "bad"))]  # fmt: skip
     return "_".join([f"{title}{k}", action, *flags, str(k % 3)])
+
+
+@dataclass(frozen=True)
+class JHMDBSynthetic:
+    """Settings of generated J-HMDB-Sentences data: the arguments of :func:`write_jhmdb`."""
+
+    num_videos: int = 6
+    seed: int = 0
+    height: int = 240
+    width: int = 320
+    num_frames: tuple[int, int] = (30, 40)
+    word2vec: bool = True
 
 
 def write_jhmdb(

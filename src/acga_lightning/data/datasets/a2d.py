@@ -26,9 +26,9 @@ used), ``duplicate_video``, ``duplicate_query``, ``unknown_video`` (queried, not
 videoset.csv), ``bad_instance_id``, ``frame_range`` (an h5 for a frame the video does not
 have), ``mask_values`` (a float mask with NaN or values other than 0/1), ``h5_instance``
 (instance ids that are not whole numbers). The field checks are
-:mod:`acga_lightning.data.a2d_fields`, shared with ``acga check-data``. Corruption that only
+:mod:`.a2d_fields`, shared with ``acga check-data``. Corruption that only
 shows when decoding (a truncated stream) raises
-:class:`~acga_lightning.data.video.VideoReadError` naming the file in ``__getitem__``. A video
+:class:`~acga_lightning.data.io.video.VideoReadError` naming the file in ``__getitem__``. A video
 shorter than the window is not an error: the edge frames repeat.
 """
 
@@ -45,7 +45,14 @@ import numpy as np
 from gensim.models import KeyedVectors
 from torch.utils.data import Dataset
 
-from acga_lightning.data.a2d_fields import (
+from acga_lightning.data.caching.index import (
+    fingerprint_files,
+    load_cached_index,
+    resolve_index_cache,
+    save_cached_index,
+)
+from acga_lightning.data.contract import Sample
+from acga_lightning.data.datasets.a2d_fields import (
     FieldError,
     check_annotation_header,
     parse_annotation_row,
@@ -53,21 +60,17 @@ from acga_lightning.data.a2d_fields import (
     read_csv_rows,
     read_h5_frame,
 )
-from acga_lightning.data.resize import POLICIES
+from acga_lightning.data.io.resize import POLICIES
+from acga_lightning.data.io.video import VideoReadError, clip_indices, probe_video, read_window
+from acga_lightning.data.io.words import WordStats, load_word_vectors, query_stats, tokenize
 from acga_lightning.data.sample import (
     ClipTransform,
     SkipCounter,
     build_sample,
     check_frames_dtype,
-    fingerprint_files,
-    load_cached_index,
     make_sample_id,
     normalise_query,
-    resolve_index_cache,
-    save_cached_index,
 )
-from acga_lightning.data.video import VideoReadError, clip_indices, probe_video, read_window
-from acga_lightning.data.words import WordStats, load_word_vectors, query_stats, tokenize
 from acga_lightning.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -288,7 +291,7 @@ def _dataset_files(root: Path) -> list[Path]:
 class A2DSentences(Dataset):
     """A2D-Sentences samples: a window of frames, the query and the target mask.
 
-    Each sample follows the contract of :mod:`acga_lightning.data.sample`.
+    Each sample is a :class:`~acga_lightning.data.contract.Sample`.
 
     The index (one small record per sample) is built once by scanning the h5 files' ``instance``
     keys and probing each video's header, then cached as JSON under ``index_cache`` (default: the
@@ -386,7 +389,7 @@ class A2DSentences(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> Sample:
         r = self.records[index]
         video = self.root / CLIPS / f"{r['video_id']}.mp4"
         frames = self._window(video, clip_indices(r["frame_idx"], self.num_frames))  # (T,h,w,3)
@@ -402,7 +405,7 @@ class A2DSentences(Dataset):
         """The decoded window, or the previous read's when it is the same one.
 
         The index lists a frame's queries one after another, so reading in order (evaluation,
-        :class:`~acga_lightning.data.memory_cache.MemoryCachedDataset`'s window groups)
+        :class:`~acga_lightning.data.caching.memory.MemoryCachedDataset`'s window groups)
         decodes each window once instead of once per query. The array is read-only because
         samples share it; the resize copies it.
         """

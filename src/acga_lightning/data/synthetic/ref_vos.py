@@ -1,25 +1,27 @@
-"""Generated data in the Ref-YouTube-VOS and Ref-DAVIS17 layouts (see :mod:`.ref_vos`).
+"""Generated data in the Ref-YouTube-VOS and Ref-DAVIS17 layouts.
 
-Each video is a scene of :mod:`.toy_scenes` rendered to JPEG frames; its annotations are palette
-PNGs whose pixel values are object ids (the actor's index + 1, 0 background); every actor gets
-one expression that fits it alone (:func:`~.toy_text.describe`). Ref-YouTube-VOS names frames by
-their number in the full video, every 5th (``00000.jpg``, ``00005.jpg``, ...), and its ``valid``
-split has no public masks; Ref-DAVIS17 numbers every frame and ships masks for both splits, with
-a ring of void pixels (255) around one object per video, as DAVIS marks uncertain pixels.
-``toy_manifest.json`` records what was generated; no reader needs it.
+The layout is :mod:`acga_lightning.data.datasets.ref_vos`'s. Each video is a scene of :mod:`.scenes`
+rendered to JPEG frames; its annotations are palette PNGs whose pixel values are object ids (the
+actor's index + 1, 0 background); every actor gets one expression that fits it alone
+(:func:`~.text.describe`). Ref-YouTube-VOS names frames by their number in the full video, every 5th
+(``00000.jpg``, ``00005.jpg``, ...), and its ``valid`` split has no public masks; Ref-DAVIS17
+numbers every frame and ships masks for both splits, with a ring of void pixels (255) around one
+object per video, as DAVIS marks uncertain pixels. ``toy_manifest.json`` records what was generated;
+no reader needs it.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from PIL import Image
 
-from acga_lightning.data.toy_scenes import SHAPES, render_frame, sample_scene
-from acga_lightning.data.toy_text import describe, vocabulary_sentences, write_word2vec
+from acga_lightning.data.synthetic.scenes import SHAPES, render_frame, sample_scene
+from acga_lightning.data.synthetic.text import describe, vocabulary_sentences, write_word2vec
 
 FORMATS = ("ytvos", "davis")
 VOID = 255
@@ -51,6 +53,22 @@ def _void_ring(mask: np.ndarray) -> np.ndarray:
     grown[:, 1:] |= mask[:, :-1]
     grown[:, :-1] |= mask[:, 1:]
     return grown & ~mask
+
+
+@dataclass(frozen=True)
+class RefVOSSynthetic:
+    """Settings of generated Ref-YouTube-VOS / Ref-DAVIS17 data: the arguments of
+    :func:`write_ref_vos` but the format, which the datamodule gives."""
+
+    num_videos: int = 6
+    seed: int = 0
+    height: int = 96
+    width: int = 128
+    num_frames: tuple[int, int] = (6, 10)
+    valid_fraction: float = 0.34
+    min_actors: int = 2
+    max_actors: int = 3
+    word2vec: bool = True
 
 
 def write_ref_vos(

@@ -1,7 +1,7 @@
 """Field checks of the A2D-Sentences files, shared by the reader and ``acga check-data``.
 
 One definition of a well-formed ``videoset.csv`` row, ``a2d_annotation.txt`` row and h5
-annotation frame: :class:`~acga_lightning.data.a2d.A2DSentences` raises (strict) or skips and
+annotation frame: :class:`~.a2d.A2DSentences` raises (strict) or skips and
 counts what these reject, and :func:`~acga_lightning.data.check.check_dataset` reports the same
 rejections under the same names (:attr:`FieldError.check`).
 

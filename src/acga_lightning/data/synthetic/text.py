@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acga_lightning.data.toy_scenes import COLOURS, SHAPES, Actor, Scene, position_terms
+from acga_lightning.data.synthetic.scenes import COLOURS, SHAPES, Actor, Scene, position_terms
 
 #: Motion -> verb phrases; ``{dir}`` is "left" or "right" for motions with a direction.
 VERB_PHRASES: dict[str, tuple[str, ...]] = {

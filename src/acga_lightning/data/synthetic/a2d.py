@@ -18,8 +18,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from acga_lightning.data.toy_scenes import Scene, actor_masks, render_frame, sample_scene
-from acga_lightning.data.toy_text import describe, vocabulary_sentences, write_word2vec
+from acga_lightning.data.synthetic.scenes import Scene, actor_masks, render_frame, sample_scene
+from acga_lightning.data.synthetic.text import describe, vocabulary_sentences, write_word2vec
 
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 #: Width / height of typical A2D clips (4:3, 3:2, 16:10, 16:9).
@@ -330,6 +330,24 @@ def annotation_rows(
                 rows.append([v.video_id, COPY_INSTANCE, query])
                 placed["copy_row"] = {"video_id": v.video_id, "instance_id": COPY_INSTANCE}
     return rows
+
+
+@dataclass(frozen=True)
+class A2DSynthetic:
+    """Settings of generated A2D-Sentences data: the arguments of :func:`write_a2d`."""
+
+    num_videos: int = 12
+    seed: int = 0
+    height: int = 320
+    width: int | None = None
+    num_frames: tuple[int, int] = (40, 64)
+    annotated_per_video: int = 3
+    test_fraction: float = 0.25
+    quirks: bool = True
+    word2vec: bool = True
+    min_actors: int = 2
+    max_actors: int = 4
+    sentence_only: bool = False
 
 
 def write_a2d(

@@ -12,7 +12,7 @@ Files under ``root``:
   ``""`` and ``frame_idx``/``instance_id`` are -1.
 
 ``orig_mask`` is the large mask mapped back to the original size with
-:func:`~acga_lightning.data.resize.restore_mask` (the release holds no original annotation).
+:func:`~acga_lightning.data.io.resize.restore_mask` (the release holds no original annotation).
 ``ACGASegmenter(evaluation="official_release")`` scores as the official code instead, from the
 512 ``mask`` (:mod:`acga_lightning.metrics.official`). The h5 files are opened lazily in each
 process (after a DataLoader fork the handles are reopened) and only one row is read per sample.
@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from acga_lightning.data.resize import POLICIES, compute_geometry, restore_mask
+from acga_lightning.data.contract import Sample
+from acga_lightning.data.io.resize import POLICIES, compute_geometry, restore_mask
 from acga_lightning.data.sample import make_sample_id
 
 FEATURES = "video_rgb_iccv.h5"
@@ -121,7 +122,7 @@ class ACGAPreprocessed(Dataset):
     def __len__(self) -> int:
         return len(self.orig_sizes)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> Sample:
         d = self._datasets()
         features = d["features"][index]  # (528, 4, 32, 32) or (1, 528, 4, 32, 32)
         if features.ndim == 5 and features.shape[0] == 1:

@@ -1,6 +1,6 @@
 """Generated data in the layout of the official ACGA preprocessed release (for tests and demos).
 
-:func:`write_acga_release` writes the five files :class:`~acga_lightning.data.acga_h5.
+:func:`write_acga_release` writes the five files :class:`~acga_lightning.data.datasets.acga_h5.
 ACGAPreprocessed` reads (``video_rgb_iccv.h5``, ``txt.h5``, ``mask.h5``, ``train.txt``,
 ``test.txt``), with random features and word vectors and a rectangle mask per sample, seeded.
 Sizes are parameters: the release's are 528 channels, 4 x 32 x 32 features and 512 masks; tests

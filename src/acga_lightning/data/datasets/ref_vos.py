@@ -11,13 +11,13 @@ Both share one on-disk format (as MTTR and ReferFormer prepare Ref-DAVIS17), und
 - ``meta_expressions/<split>/meta_expressions.json``:
   ``{"videos": {video: {"expressions": {exp_id: {"exp", "obj_id"}}, "frames": [frame, ...]}}}``.
 
-One sample per (video, expression, listed frame): the ``num_frames`` window of listed frames
-around it (clamped at the ends, so the frame sits at index ``T // 2``), the expression and, where
-the split has masks, the object's mask (``label == obj_id``) and the void pixels. Samples follow
-the sample contract of :mod:`acga_lightning.data.sample`, with ``frame_idx`` the frame's number
-(``int`` of its name) and three more keys: ``expression_id`` (stable int, groups an expression's
-frames for J&F), ``exp_id`` and ``frame_name`` (the names a submission uses) and ``void`` (bool
-(h, w), where masks exist and no ``transform`` is set). Without masks, ``mask``, ``orig_mask`` and
+One sample per (video, expression, listed frame): the ``num_frames`` window of listed frames around
+it (clamped at the ends, so the frame sits at index ``T // 2``), the expression and, where the
+split has masks, the object's mask (``label == obj_id``) and the void pixels. Samples follow the
+sample contract (:class:`~acga_lightning.data.contract.Sample`), with ``frame_idx`` the frame's
+number (``int`` of its name) and more keys: ``expression_id`` (stable int, groups an expression's
+frames for J&F), ``exp_id`` and ``frame_name`` (the names a submission uses) and ``void`` (bool (h,
+w), where masks exist and no ``transform`` is set). Without masks, ``mask``, ``orig_mask`` and
 ``void`` are left out.
 
 Bad input: in ``strict`` mode the first fault raises :class:`RefVOSSampleError` naming the file
@@ -42,7 +42,9 @@ from gensim.models import KeyedVectors
 from PIL import Image
 from torch.utils.data import Dataset
 
-from acga_lightning.data.resize import POLICIES
+from acga_lightning.data.contract import Sample
+from acga_lightning.data.io.resize import POLICIES
+from acga_lightning.data.io.words import WordStats, load_word_vectors, query_stats, tokenize
 from acga_lightning.data.sample import (
     ClipTransform,
     SkipCounter,
@@ -51,7 +53,6 @@ from acga_lightning.data.sample import (
     make_sample_id,
     normalise_query,
 )
-from acga_lightning.data.words import WordStats, load_word_vectors, query_stats, tokenize
 from acga_lightning.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ class ReferringVOS(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> Sample:
         r = self.records[index]
         names = self.listed[r["video_id"]]
         jpegs = self.root / self.split / "JPEGImages" / r["video_id"]

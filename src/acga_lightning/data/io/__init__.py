@@ -1,0 +1,1 @@
+"""Reading videos and images, resizing frames and masks, and encoding sentences as words."""
