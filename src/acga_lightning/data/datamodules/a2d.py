@@ -59,6 +59,6 @@ class A2DDataModule(ReferringDataModule):
 
     @classmethod
     def check(cls, root: Path, report: Any, progress: bool = True) -> None:
-        from acga_lightning.data.check import check_a2d
+        from acga_lightning.data.datasets.a2d import check_a2d
 
         check_a2d(root, report, progress)

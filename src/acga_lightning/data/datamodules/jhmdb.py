@@ -67,6 +67,6 @@ class JHMDBDataModule(ReferringDataModule):
 
     @classmethod
     def check(cls, root: Path, report: Any, progress: bool = True) -> None:
-        from acga_lightning.data.check import check_jhmdb
+        from acga_lightning.data.datasets.jhmdb import check_jhmdb
 
         check_jhmdb(root, report, progress)

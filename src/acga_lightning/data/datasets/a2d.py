@@ -44,6 +44,7 @@ import h5py
 import numpy as np
 from gensim.models import KeyedVectors
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from acga_lightning.data.caching.index import (
     fingerprint_files,
@@ -51,10 +52,12 @@ from acga_lightning.data.caching.index import (
     resolve_index_cache,
     save_cached_index,
 )
+from acga_lightning.data.check import CheckReport, probe_first_frame, read_checked_csv
 from acga_lightning.data.contract import Sample
 from acga_lightning.data.datasets.a2d_fields import (
     FieldError,
     check_annotation_header,
+    frame_number,
     parse_annotation_row,
     parse_videoset_row,
     read_csv_rows,
@@ -448,3 +451,155 @@ class A2DSentences(Dataset):
             word_vectors=self.word_vectors, max_words=self.max_words,
             frames_dtype=self.frames_dtype,
         )  # fmt: skip
+
+
+# ------------------------------------------------------------------------ acga check-data a2d
+H5_KEYS = ("instance", "reMask", "reBBox", "id")
+
+
+def _check_videoset(root: Path, report: CheckReport) -> tuple[dict[str, list[str]], set[str]]:
+    """Well-formed rows of videoset.csv by video id, and every id listed (malformed rows too)."""
+    rows = read_checked_csv(root / VIDEOSET, report) or []
+    videos: dict[str, list[str]] = {}
+    listed = {row[0].strip() for _, row in rows if row}
+    for line, row in rows:
+        where = f"{root / VIDEOSET}:{line}"
+        try:
+            video = parse_videoset_row(row)
+        except FieldError as err:
+            report.error(err.check, where, err.message)
+            continue
+        if video.video_id in videos:
+            report.error("duplicate_video", where, f"video {video.video_id} listed twice")
+            continue
+        videos[video.video_id] = row
+    report.counts["videos"] = len(videos)
+    return videos, listed
+
+
+def _check_queries(root: Path, listed: set[str], report: CheckReport) -> dict[str, set[int]]:
+    """Instance ids queried per video, from a2d_annotation.txt."""
+    path = root / ANNOTATION
+    rows = read_checked_csv(path, report)
+    queried: dict[str, set[int]] = defaultdict(set)
+    if rows is None:
+        return queried
+    try:
+        check_annotation_header(path, rows)
+    except FieldError as err:
+        report.error(err.check, path, err.message.removeprefix(f"{path}: "))
+    seen: set[tuple[str, str, str]] = set()
+    for line, row in rows[1:]:
+        where = f"{path}:{line}"
+        try:
+            vid, inst, query = parse_annotation_row(row)
+        except FieldError as err:
+            report.error(err.check, where, err.message)
+            continue
+        if len(row) > 3:
+            report.warn("unquoted_commas", where, f"{vid}: query with unquoted commas (read whole)")
+        key = (vid, inst, normalise_query(query))
+        if key in seen and inst.isdigit():
+            report.error("duplicate_query", where, f"{vid} instance {inst}: the same query again")
+            continue
+        seen.add(key)
+        if inst == "1 (copy)":
+            report.warn("copy_row", where, f"{vid}: instance_id '1 (copy)' (known; dropped)")
+        elif not inst.isdigit():
+            report.error("csv_field", where, f"{vid}: instance_id {inst!r} is not a whole number")
+        elif not tokenize(query):
+            report.error("empty_query", where, f"{vid} instance {inst}: empty query")
+        elif vid not in listed:
+            report.error("unknown_video", where, f"{vid} is not in {VIDEOSET}")
+        else:
+            queried[vid].add(int(inst))
+    report.counts["query rows"] = max(len(rows) - 1, 0)
+    return queried
+
+
+def _check_h5(path: Path, size: tuple[int, int] | None, report: CheckReport) -> list[int]:
+    """One annotation frame; returns its instance ids ([] when unusable)."""
+    try:
+        frame = read_h5_frame(path)  # the readers' own checks
+        with h5py.File(path, "r") as f:
+            missing = [k for k in H5_KEYS if k not in f]
+            box_shape = f["reBBox"].shape if "reBBox" in f else None
+    except FieldError as err:
+        report.error(err.check, path, err.message.removeprefix(f"{path}: "))
+        return []
+    except (OSError, ValueError) as err:
+        report.error("corrupt_h5", path, f"cannot read: {err}")
+        return []
+    if missing:
+        report.error("h5_keys", path, f"missing keys {missing}")
+        return frame.instances
+    instances, num_masks = frame.instances, frame.num_masks
+    mask_shape = (frame.size[1], frame.size[0])  # (W, H), as stored
+    if num_masks < len(instances):
+        report.error("instance_mask_mismatch", path,
+                     f"{len(instances)} instances but {num_masks} masks")  # fmt: skip
+    elif num_masks > len(instances):
+        report.warn("extra_masks", path, f"{num_masks} masks for {len(instances)} instances")
+    if len(set(instances)) < len(instances):
+        report.warn("duplicate_instance_id", path, f"instance ids {instances}")
+    if box_shape is None or len(box_shape) != 2 or box_shape[0] != 4:
+        report.error("bbox_shape", path, f"reBBox shape {box_shape}, expected (4, N)")
+    w, h = mask_shape[-2:]  # stored transposed
+    if size is not None and (h, w) != size:
+        hint = " (stored untransposed?)" if (w, h) == size else ""
+        report.error("mask_size", path, f"mask {h}x{w} but video {size[0]}x{size[1]}{hint}")
+    return instances
+
+
+def _check_video(path: Path, row: list[str], report: CheckReport) -> tuple[int, int, int] | None:
+    if not path.is_file():
+        report.error("missing_video", path, "not found")
+        return None
+    try:
+        frames, h, w = probe_first_frame(path)
+    except ValueError as err:
+        report.error("corrupt_video", path, str(err).removeprefix(f"{path}: "))
+        return None
+    if (h, w) != (int(row[4]), int(row[5])):
+        report.error("video_size", path, f"{h}x{w} but videoset.csv says {row[4]}x{row[5]}")
+    if abs(frames - int(row[6])) > max(2, 0.05 * int(row[6])):
+        report.warn("frame_count", path, f"{frames} frames but videoset.csv says {row[6]}")
+    return frames, h, w
+
+
+def _check_a2d_video(root: Path, vid: str, row: list[str], queried: set[int],
+                     report: CheckReport) -> None:  # fmt: skip
+    probe = _check_video(root / CLIPS / f"{vid}.mp4", row, report)
+    folder = root / MASKS / vid
+    h5_files = sorted(folder.glob("*.h5")) if folder.is_dir() else []
+    report.counts["h5 files"] += len(h5_files)
+    if queried and not h5_files:
+        report.error("missing_h5", folder, f"no annotation frames for queried video {vid}")
+    elif len(h5_files) < int(row[7]):
+        listed = f"videoset.csv lists {row[7]} annotated frames"
+        report.error("missing_h5", folder, f"{len(h5_files)} h5 files but {listed}")
+    seen: set[int] = set()
+    for path in h5_files:
+        try:
+            frame_number(path, probe[0] if probe is not None else None)
+        except FieldError as err:
+            report.error(err.check, path, err.message.removeprefix(f"{path}: "))
+            continue
+        seen.update(_check_h5(path, probe[1:] if probe else None, report))
+    for inst in sorted(queried - seen):
+        if h5_files:
+            report.warn("unseen_instance", folder,
+                        f"queried instance {inst} appears in no annotated frame")  # fmt: skip
+
+
+def check_a2d(root: Path, report: CheckReport, progress: bool) -> None:
+    """All A2D-Sentences checks (see the module docstring)."""
+    videos, listed = _check_videoset(root, report)
+    queried = _check_queries(root, listed, report)
+    if (root / MISSED).is_file():
+        for vid in (root / MISSED).read_text(encoding="utf-8-sig").split():
+            report.warn("missed_video", root / MISSED, f"{vid} (known; excluded by the readers)")
+    else:
+        report.warn("missing_file", root / MISSED, "not found: no video will be excluded")
+    for vid, row in tqdm(videos.items(), desc="check-data a2d", unit="video", disable=not progress):
+        _check_a2d_video(root, vid, row, queried.get(vid, set()), report)

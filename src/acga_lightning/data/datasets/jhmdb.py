@@ -32,7 +32,9 @@ import scipy.io
 from gensim.models import KeyedVectors
 from PIL import Image
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
+from acga_lightning.data.check import CheckReport, read_checked_csv
 from acga_lightning.data.contract import Sample
 from acga_lightning.data.io.resize import POLICIES
 from acga_lightning.data.io.video import clip_indices
@@ -67,6 +69,14 @@ def num_part_masks(path: Path) -> tuple[int, int, int]:
         if name == "part_mask":
             return (*shape[:2], shape[2] if len(shape) == 3 else 1)
     raise KeyError(f"{path}: no 'part_mask' variable")
+
+
+def read_part_masks(path: Path) -> np.ndarray:
+    """Every frame's ``part_mask`` as stored, ``(H, W, T)`` (MATLAB v5 or v7.3 / HDF5)."""
+    if h5py.is_hdf5(path):
+        with h5py.File(path, "r") as f:
+            return np.asarray(f["part_mask"]).T  # HDF5 .mat files store arrays transposed
+    return scipy.io.loadmat(str(path), variable_names=["part_mask"])["part_mask"]
 
 
 def read_part_mask(path: Path, frame_idx: int) -> np.ndarray:
@@ -332,3 +342,63 @@ class JHMDBSentences(Dataset):
             word_vectors=self.word_vectors, max_words=self.max_words,
             frames_dtype=self.frames_dtype,
         )  # fmt: skip
+
+
+# ---------------------------------------------------------------------- acga check-data jhmdb
+def _check_jhmdb_video(root: Path, vid: str, report: CheckReport) -> None:
+    dirs = [p for p in (root / "Rename_Images").glob(f"*/{vid}") if p.is_dir()]
+    if len(dirs) != 1:
+        report.error("missing_video" if not dirs else "ambiguous_video", root / "Rename_Images",
+                     f"{vid}: {len(dirs)} frame folders")  # fmt: skip
+        return
+    pngs = sorted(dirs[0].glob("*.png"))
+    problem = video_problem(pngs, None)  # the readers' own check
+    if problem is not None:
+        report.error(problem[0], dirs[0], problem[1])
+        return
+    from PIL import Image
+
+    with Image.open(pngs[0]) as im:
+        width, height = im.size
+    report.counts["frames"] += len(pngs)
+    path = root / "puppet_mask" / dirs[0].parent.name / vid / "puppet_mask.mat"
+    if not path.is_file():
+        report.error("missing_mask", path, "not found")
+        return
+    try:
+        masks = read_part_masks(path)
+        shape = masks.shape
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        report.error("corrupt_mask", path, f"cannot read part_mask: {err}")
+        return
+    if len(shape) != 3 or shape[:2] != (height, width):
+        report.error("mask_size", path, f"part_mask {shape}, frames are {height}x{width}")
+    elif (problem := video_problem(pngs, shape[2])) is not None:
+        report.error(problem[0], path, problem[1])
+    elif not masks.any():
+        report.warn("empty_mask", path, "part_mask is all zero")
+    elif shape[2] < len(pngs):
+        report.counts["videos with masks on fewer frames"] += 1  # normal in J-HMDB
+
+
+def check_jhmdb(root: Path, report: CheckReport, progress: bool) -> None:
+    """All J-HMDB-Sentences checks: annotation rows, frame folders, masks."""
+    path = root / "jhmdb_annotation.txt"
+    rows = read_checked_csv(path, report)
+    if rows is None:
+        return
+    if not rows or [c.strip() for c in rows[0][1]] != ["video_id", "query"]:
+        report.error(
+            "csv_header", path, f"header {rows[0][1] if rows else []}, expected video_id,query"
+        )
+    videos: list[str] = []
+    for line, row in rows[1:]:
+        if len(row) != 2:
+            report.error("csv_columns", f"{path}:{line}", f"expected 2 columns, got {row}")
+        elif not row[1].strip():
+            report.error("empty_query", f"{path}:{line}", f"{row[0]}: empty query")
+        else:
+            videos.append(row[0].strip())
+    report.counts["videos"] = len(videos)
+    for vid in tqdm(videos, desc="check-data jhmdb", unit="video", disable=not progress):
+        _check_jhmdb_video(root, vid, report)
