@@ -307,9 +307,12 @@ class ACGALightningCLI(LightningCLI):
 
     def before_predict(self) -> None:
         self._check()
+        from pytorch_lightning.callbacks import BasePredictionWriter
+
         from acga_lightning.prediction import MaskWriter
 
-        if any(isinstance(c, MaskWriter) for c in self.trainer.callbacks):
+        # A config's own writer (a Ref-YouTube-VOS SubmissionWriter, say) replaces MaskWriter.
+        if any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
             return
         settings = self._settings()
         directory = settings.get("predictions_dir")

@@ -121,6 +121,11 @@ class ACGASegmenter(pl.LightningModule):
         self.loss = LOSSES.build(specs["loss"])
         self.val_metrics = self._build_metrics()
         self.test_metrics = self._build_metrics()
+        # J, F and J&F for samples that name their expression (Ref-YouTube-VOS, Ref-DAVIS17).
+        from acga_lightning.metrics.video import ReferringVideoMetrics
+
+        self.val_video_metrics = ReferringVideoMetrics()
+        self.test_video_metrics = ReferringVideoMetrics()
         self.channels_last_inputs = False
         self.compiled = False
 
@@ -275,6 +280,12 @@ class ACGASegmenter(pl.LightningModule):
             targets = [torch.as_tensor(m, device=self.device).bool() for m in batch["orig_mask"]]
             sample_ids = batch.get("sample_id")
             metrics.update(preds, targets, scores=scores, sample_ids=sample_ids)
+            if "expression_id" in batch:
+                video = self.val_video_metrics if stage == "val" else self.test_video_metrics
+                video.update(
+                    preds, targets, batch["expression_id"], batch["frame_idx"],
+                    voids=batch.get("void"),
+                )  # fmt: skip
         return out
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
@@ -293,9 +304,11 @@ class ACGASegmenter(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics(self.val_metrics, "val")
+        self._log_metrics(self.val_video_metrics, "val")
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics, "test")
+        self._log_metrics(self.test_video_metrics, "test")
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
         out = self._forward_batch(batch)

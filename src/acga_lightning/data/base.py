@@ -469,8 +469,9 @@ class ReferringDataModule(pl.LightningDataModule):
         return self._cache
 
     def cache_splits(self) -> tuple[str, ...]:
-        """The splits whose clips the feature cache holds (predict reads the test clips)."""
-        return ("train", "val", "test") if self.train_part is not None else ("val", "test")
+        """The splits whose clips the feature cache holds: every one this dataset serves
+        (entries are shared where two read the same clips, as A2D's test and predict do)."""
+        return STAGES if self.train_part is not None else STAGES[1:]
 
     # ---------------------------------------------------------------------------- loaders
     def _loader(self, split: str, train: bool = False) -> DataLoader:

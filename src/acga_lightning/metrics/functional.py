@@ -18,8 +18,10 @@ Conventions, shared by both protocols unless stated:
 
 Result keys (:data:`METRIC_LABELS`) are valid metric names for every Lightning logger (MLflow
 allows letters, digits, ``_ - . /`` and spaces): ``precision_50`` ... ``precision_90`` for P@0.5 ...
-P@0.9, ``map`` for the protocol's mAP@0.5:0.95, ``overall_iou``, ``mean_iou`` and ``num_samples``.
-Printed tables show the paper's label beside each key.
+P@0.9, ``map`` for the protocol's mAP@0.5:0.95, ``overall_iou``, ``mean_iou`` and ``num_samples``;
+for referring video object segmentation ``j``, ``f``, ``jf`` (J&F), ``num_expressions`` and
+``num_frames`` (:mod:`acga_lightning.metrics.video`). Printed tables show the paper's label
+beside each key.
 
 Areas are exact integer counts; figures are float64, so a threshold comparison is decided by the
 integer pixel counts and never by float32 rounding.
@@ -74,6 +76,11 @@ METRIC_LABELS = {
     "overall_iou": "overall IoU",
     "mean_iou": "mean IoU",
     "num_samples": "samples",
+    "j": "J",
+    "f": "F",
+    "jf": "J&F",
+    "num_expressions": "expressions",
+    "num_frames": "frames",
 }
 """Each result key with the label the papers print."""
 

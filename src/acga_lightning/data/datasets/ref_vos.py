@@ -147,8 +147,11 @@ class _IndexBuilder:
             for exp_id in sorted(exps, key=_natural):
                 record = self._expression(source, vid, exp_id, exps[exp_id], has_masks, objects)
                 if record is not None:
-                    records.extend({**record, "position": i, "frame_name": name}
-                                   for i, name in enumerate(names))  # fmt: skip
+                    records.extend(
+                        {**record, "position": i, "frame_name": name,
+                         "frame_idx": int(name) if name.isdigit() else i}
+                        for i, name in enumerate(names)
+                    )  # fmt: skip
         return records
 
     def _expression(
@@ -272,13 +275,32 @@ class ReferringVOS(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def window_key(self, index: int) -> tuple[str, int]:
+        """Samples with equal keys read the same decoded window (one listed frame)."""
+        r = self.records[index]
+        return r["video_id"], r["frame_idx"]
+
+    def sample_without_frames(self, index: int) -> dict[str, Any]:
+        """Sample ``index`` with everything but ``frames``, decoding no JPEG (the feature cache)."""
+        sample = self._sample(index, decode=False)
+        sample.pop("frames")
+        return sample
+
     def __getitem__(self, index: int) -> Sample:
+        return self._sample(index, decode=True)
+
+    def _sample(self, index: int, decode: bool) -> Sample:
         r = self.records[index]
         names = self.listed[r["video_id"]]
         jpegs = self.root / self.split / "JPEGImages" / r["video_id"]
         positions = window(r["position"], len(names), self.num_frames)
-        frames = np.stack([read_frame(jpegs / f"{names[p]}.jpg") for p in positions])  # (T,h,w,3)
-        h, w = frames.shape[1:3]
+        if decode:
+            frames = np.stack([read_frame(jpegs / f"{names[p]}.jpg") for p in positions])
+        else:  # the frame's size from its header; the pixels are not needed
+            with Image.open(jpegs / f"{r['frame_name']}.jpg") as image:
+                size = (image.height, image.width)
+            frames = np.zeros((len(positions), *size, 3), dtype=np.uint8)
+        h, w = frames.shape[1:3]  # (T, h, w, 3)
         void = None
         if self.has_masks:
             path = self.root / self.split / "Annotations" / r["video_id"] / f"{r['frame_name']}.png"
@@ -293,8 +315,7 @@ class ReferringVOS(Dataset):
             orig_mask = np.zeros((h, w), dtype=bool)
         sample = build_sample(
             frames, orig_mask, r["query"],
-            video_id=r["video_id"], frame_idx=int(r["frame_name"]) if r["frame_name"].isdigit()
-            else r["position"], instance_id=max(r["obj_id"], 0),
+            video_id=r["video_id"], frame_idx=r["frame_idx"], instance_id=max(r["obj_id"], 0),
             sample_id=make_sample_id(self.name, r["video_id"], r["exp_id"], r["frame_name"]),
             frame_size=self.frame_size, resize=self.resize,
             transform=self.transform if self.has_masks else None,
