@@ -312,7 +312,11 @@ class ACGALightningCLI(LightningCLI):
         from acga_lightning.prediction import MaskWriter
 
         # A config's own writer (a Ref-YouTube-VOS SubmissionWriter, say) replaces MaskWriter.
-        if any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
+        writers = [c for c in self.trainer.callbacks if isinstance(c, BasePredictionWriter)]
+        for writer in writers:
+            if hasattr(writer, "check_destination") and self.trainer.is_global_zero:
+                writer.check_destination()  # before any work: refuse to overwrite
+        if writers:
             return
         settings = self._settings()
         directory = settings.get("predictions_dir")

@@ -155,13 +155,20 @@ class SubmissionWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         self.output_dir, self.zip, self.overwrite = Path(output_dir), zip, overwrite
 
+    def check_destination(self) -> None:
+        """Refuse (before any work) a folder that already holds a submission, unless overwrite."""
+        if self.overwrite:
+            return
+        for existing in (self.output_dir / "Annotations", self.output_dir.with_suffix(".zip")):
+            if existing.exists():
+                raise FileExistsError(
+                    f"{existing} already exists: choose another output_dir or set the "
+                    "SubmissionWriter's overwrite: true"
+                )
+
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "predict" and trainer.is_global_zero and not self.overwrite:
-            for existing in (self.output_dir / "Annotations", self.output_dir.with_suffix(".zip")):
-                if existing.exists():
-                    raise FileExistsError(
-                        f"{existing} already exists: choose another folder or set overwrite"
-                    )
+        if stage == "predict" and trainer.is_global_zero:
+            self.check_destination()
 
     def write_on_batch_end(
         self,
