@@ -172,6 +172,12 @@ class ReferringDataModule(pl.LightningDataModule):
     synthetic: ClassVar[type | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass may set its class attributes as class keywords:
+        ``class A2DDataModule(ReferringDataModule, format="a2d", title=..., synthetic=...)``."""
+        for key in ("format", "title", "train_part", "eval_part", "predict_part",
+                    "test_on_held_out", "synthetic"):  # fmt: skip
+            if key in kwargs:
+                setattr(cls, key, kwargs.pop(key))
         super().__init_subclass__(**kwargs)
         name = cls.__dict__.get("format")
         if name:
@@ -271,6 +277,16 @@ class ReferringDataModule(pl.LightningDataModule):
     def check(cls, root: Path, report: Any, progress: bool = True) -> None:
         """Add what is wrong with the dataset at ``root`` to ``report`` (``acga check-data``)."""
         raise NotImplementedError(f"{cls.format} has no checker")
+
+    def reader_settings(self) -> dict[str, Any]:
+        """The settings every frame reader takes from the datamodule
+        (:class:`~acga_lightning.data.datasets.base.ClipReader`'s arguments)."""
+        hp = self.hparams
+        return {
+            "num_frames": hp.num_frames, "frame_size": hp.frame_size,
+            "word_vectors": self.word_vectors(), "max_words": hp.max_words,
+            "resize": hp.resize_policy, "strict": hp.strict, "frames_dtype": hp.frames_dtype,
+        }  # fmt: skip
 
     def sample_videos(self, reader: Any) -> list[str]:
         """Each sample's video, for the held-out carve-out (readers keep ``records``)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,9 @@ from acga_lightning.data.base import ReferringDataModule
 from acga_lightning.data.synthetic.a2d import A2DSynthetic
 
 
-class A2DDataModule(ReferringDataModule):
+class A2DDataModule(
+    ReferringDataModule, format="a2d", title="A2D-Sentences", synthetic=A2DSynthetic
+):
     """A2D-Sentences in its released layout
     (:class:`~acga_lightning.data.datasets.a2d.A2DSentences`).
 
@@ -21,10 +22,6 @@ class A2DDataModule(ReferringDataModule):
             never; see :func:`~acga_lightning.data.caching.index.resolve_index_cache`).
         kwargs: the shared settings of :class:`~acga_lightning.data.base.ReferringDataModule`.
     """
-
-    format = "a2d"
-    title = "A2D-Sentences"
-    synthetic = A2DSynthetic
 
     def __init__(
         self,
@@ -39,12 +36,9 @@ class A2DDataModule(ReferringDataModule):
     def make_reader(self, part: str, transform: Any = None) -> Any:
         from acga_lightning.data.datasets.a2d import A2DSentences
 
-        hp = self.hparams
         return A2DSentences(
-            self.root, part, num_frames=hp.num_frames, frame_size=hp.frame_size,
-            word_vectors=self.word_vectors(), max_words=hp.max_words, transform=transform,
-            resize=hp.resize_policy, strict=hp.strict, frames_dtype=hp.frames_dtype,
-            index_cache=self.index_cache,
+            self.root, part, index_cache=self.index_cache, transform=transform,
+            **self.reader_settings(),
         )  # fmt: skip
 
     @classmethod
@@ -55,7 +49,7 @@ class A2DDataModule(ReferringDataModule):
     def write_synthetic(cls, root: Path, settings: Any, progress: bool = False) -> Path:
         from acga_lightning.data.synthetic.a2d import write_a2d
 
-        return write_a2d(root, **dataclasses.asdict(settings), progress=progress)
+        return write_a2d(root, settings, progress=progress)
 
     @classmethod
     def check(cls, root: Path, report: Any, progress: bool = True) -> None:

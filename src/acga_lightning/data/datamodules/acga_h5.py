@@ -8,7 +8,7 @@ from typing import Any
 from acga_lightning.data.base import ReferringDataModule
 
 
-class ACGAReleaseDataModule(ReferringDataModule):
+class ACGAReleaseDataModule(ReferringDataModule, format="acga_h5", title="ACGA release features"):
     """The official release's cached Mixed_4e features
     (:class:`~acga_lightning.data.datasets.acga_h5.ACGAPreprocessed`).
 
@@ -19,9 +19,6 @@ class ACGAReleaseDataModule(ReferringDataModule):
         root: the folder holding the release's ``*.h5`` files.
         kwargs: the shared settings of :class:`~acga_lightning.data.base.ReferringDataModule`.
     """
-
-    format = "acga_h5"
-    title = "ACGA release features"
 
     def __init__(self, root: str = "data/acga_release", **kwargs: Any) -> None:
         super().__init__(root=root, **kwargs)

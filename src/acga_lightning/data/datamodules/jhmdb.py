@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,7 +9,10 @@ from acga_lightning.data.base import ReferringDataModule
 from acga_lightning.data.synthetic.jhmdb import JHMDBSynthetic
 
 
-class JHMDBDataModule(ReferringDataModule):
+class JHMDBDataModule(
+    ReferringDataModule, format="jhmdb", title="J-HMDB-Sentences", train_part=None,
+    eval_part="all", synthetic=JHMDBSynthetic,
+):  # fmt: skip
     """J-HMDB-Sentences (:class:`~acga_lightning.data.datasets.jhmdb.JHMDBSentences`).
 
     Args:
@@ -22,12 +24,6 @@ class JHMDBDataModule(ReferringDataModule):
         metadata_path: the metadata file of ``sampling: metadata``.
         kwargs: the shared settings of :class:`~acga_lightning.data.base.ReferringDataModule`.
     """
-
-    format = "jhmdb"
-    title = "J-HMDB-Sentences"
-    train_part = None
-    eval_part = "all"
-    synthetic = JHMDBSynthetic
 
     def __init__(
         self,
@@ -47,13 +43,7 @@ class JHMDBDataModule(ReferringDataModule):
     def make_reader(self, part: str, transform: Any = None) -> Any:
         from acga_lightning.data.datasets.jhmdb import JHMDBSentences
 
-        hp = self.hparams
-        return JHMDBSentences(
-            self.root, num_frames=hp.num_frames, frame_size=hp.frame_size,
-            word_vectors=self.word_vectors(), max_words=hp.max_words,
-            resize=hp.resize_policy, strict=hp.strict, frames_dtype=hp.frames_dtype,
-            **self.reader_options,
-        )  # fmt: skip
+        return JHMDBSentences(self.root, **self.reader_options, **self.reader_settings())
 
     @classmethod
     def data_present(cls, root: Path) -> bool:
@@ -63,7 +53,7 @@ class JHMDBDataModule(ReferringDataModule):
     def write_synthetic(cls, root: Path, settings: Any, progress: bool = False) -> Path:
         from acga_lightning.data.synthetic.jhmdb import write_jhmdb
 
-        return write_jhmdb(root, **dataclasses.asdict(settings))
+        return write_jhmdb(root, settings)
 
     @classmethod
     def check(cls, root: Path, report: Any, progress: bool = True) -> None:

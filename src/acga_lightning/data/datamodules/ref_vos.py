@@ -3,7 +3,6 @@ J, F and J&F per expression (:class:`~acga_lightning.metrics.ReferringVideoMetri
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,9 @@ from acga_lightning.data.base import ReferringDataModule
 from acga_lightning.data.synthetic.ref_vos import RefVOSSynthetic
 
 
-class _ReferringVOSDataModule(ReferringDataModule):
+class _ReferringVOSDataModule(
+    ReferringDataModule, train_part="train", eval_part="valid", synthetic=RefVOSSynthetic
+):
     """The format both datasets share (:class:`~acga_lightning.data.datasets.ref_vos.ReferringVOS`).
 
     Args:
@@ -21,10 +22,6 @@ class _ReferringVOSDataModule(ReferringDataModule):
             and testing (the DAVIS-2017 evaluation does).
         kwargs: the shared settings of :class:`~acga_lightning.data.base.ReferringDataModule`.
     """
-
-    train_part = "train"
-    eval_part = "valid"
-    synthetic = RefVOSSynthetic
 
     def __init__(
         self,
@@ -39,13 +36,10 @@ class _ReferringVOSDataModule(ReferringDataModule):
     def make_reader(self, part: str, transform: Any = None) -> Any:
         from acga_lightning.data.datasets.ref_vos import ReferringVOS
 
-        hp = self.hparams
+        evaluated = transform is None and part != self.train_part
         return ReferringVOS(
-            self.root, part, num_frames=hp.num_frames, frame_size=hp.frame_size,
-            word_vectors=self.word_vectors(), max_words=hp.max_words, transform=transform,
-            resize=hp.resize_policy, strict=hp.strict, frames_dtype=hp.frames_dtype,
-            exclude_first_last=self.exclude_first_last and transform is None
-            and part != self.train_part, name=self.format,
+            self.root, part, exclude_first_last=self.exclude_first_last and evaluated,
+            name=self.format, transform=transform, **self.reader_settings(),
         )  # fmt: skip
 
     @classmethod
@@ -56,7 +50,7 @@ class _ReferringVOSDataModule(ReferringDataModule):
     def write_synthetic(cls, root: Path, settings: Any, progress: bool = False) -> Path:
         from acga_lightning.data.synthetic.ref_vos import write_ref_vos
 
-        return write_ref_vos(root, cls.format, **dataclasses.asdict(settings))
+        return write_ref_vos(root, cls.format, settings)
 
     @classmethod
     def check(cls, root: Path, report: Any, progress: bool = True) -> None:
@@ -65,15 +59,13 @@ class _ReferringVOSDataModule(ReferringDataModule):
         check_ref_vos(root, report, progress)
 
 
-class RefYouTubeVOSDataModule(_ReferringVOSDataModule):
+class RefYouTubeVOSDataModule(
+    _ReferringVOSDataModule, format="ytvos", title="Ref-YouTube-VOS", test_on_held_out=True
+):
     """Ref-YouTube-VOS: train on ``train``; ``valid`` has no public masks, so validation and
     testing score a held-out share of the training videos (``val_fraction``, by video) with J&F,
     and ``predict`` writes the ``valid`` submission
     (:class:`~acga_lightning.prediction.SubmissionWriter`)."""
-
-    format = "ytvos"
-    title = "Ref-YouTube-VOS"
-    test_on_held_out = True
 
     def __init__(
         self, root: str = "data/ref-youtube-vos", val_fraction: float = 0.1, **kwargs: Any
@@ -81,12 +73,9 @@ class RefYouTubeVOSDataModule(_ReferringVOSDataModule):
         super().__init__(root=root, val_fraction=val_fraction, **kwargs)
 
 
-class RefDAVIS17DataModule(_ReferringVOSDataModule):
+class RefDAVIS17DataModule(_ReferringVOSDataModule, format="davis", title="Ref-DAVIS17"):
     """Ref-DAVIS17: train on ``train``, validate, test and predict on ``valid`` (with masks),
     each video's first and last frame left out of the scores as DAVIS-2017 does."""
-
-    format = "davis"
-    title = "Ref-DAVIS17"
 
     def __init__(
         self, root: str = "data/ref-davis", exclude_first_last: bool = True, **kwargs: Any

@@ -42,8 +42,6 @@ from typing import Any
 
 import h5py
 import numpy as np
-from gensim.models import KeyedVectors
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from acga_lightning.data.caching.index import (
@@ -63,14 +61,11 @@ from acga_lightning.data.datasets.a2d_fields import (
     read_csv_rows,
     read_h5_frame,
 )
-from acga_lightning.data.io.resize import POLICIES
+from acga_lightning.data.datasets.base import ClipReader
 from acga_lightning.data.io.video import VideoReadError, clip_indices, probe_video, read_window
-from acga_lightning.data.io.words import WordStats, load_word_vectors, query_stats, tokenize
+from acga_lightning.data.io.words import tokenize
 from acga_lightning.data.sample import (
-    ClipTransform,
     SkipCounter,
-    build_sample,
-    check_frames_dtype,
     make_sample_id,
     normalise_query,
 )
@@ -291,7 +286,7 @@ def _dataset_files(root: Path) -> list[Path]:
     return files
 
 
-class A2DSentences(Dataset):
+class A2DSentences(ClipReader):
     """A2D-Sentences samples: a window of frames, the query and the target mask.
 
     Each sample is a :class:`~acga_lightning.data.contract.Sample`.
@@ -304,66 +299,30 @@ class A2DSentences(Dataset):
     Args:
         root: the folder that holds ``Release/`` and ``text_annotations/``.
         split: ``"train"`` or ``"test"`` (videoset.csv's last column, 0 or 1).
-        num_frames: clip length ``T``; the annotated frame sits at index ``T // 2``.
-        frame_size: the model's square input size ``S``.
-        word_vectors: gensim ``KeyedVectors`` or a path for :func:`load_word_vectors`; None
-            leaves ``words``/``word_mask`` out of the samples.
-        max_words: ``N_T``, the padded sentence length.
-        transform: training augmentation, e.g. :class:`~acga_lightning.data.ClipAugment`.
-        resize: ``"cover"`` (official: scale to cover, centre-crop) or ``"letterbox"``.
-        strict: raise on the first bad sample instead of skipping and counting it.
-        index_cache: where to cache the index (see :func:`resolve_index_cache`); False: never.
-        frames_dtype: ``"float32"`` (default): ``frames`` in [-1, 1] as the sample contract
-            says; ``"uint8"``: the resized pixels (0-255), 4x less to copy between processes
-            and to the GPU; :class:`~acga_lightning.ACGASegmenter` normalises them on its device
-            (what :class:`~acga_lightning.data.ReferringVideoDataModule` asks for by default).
+        num_frames, frame_size, word_vectors, max_words, transform, resize, strict,
+            frames_dtype: see :class:`~acga_lightning.data.datasets.base.ClipReader`.
+        index_cache: where to cache the index (see
+            :func:`~acga_lightning.data.caching.index.resolve_index_cache`); False: never.
     """
 
     def __init__(
         self,
         root: str | Path,
         split: str = "train",
-        num_frames: int = 16,
-        frame_size: int = 512,
-        word_vectors: KeyedVectors | str | Path | None = None,
-        max_words: int = 20,
-        transform: ClipTransform | None = None,
-        resize: str = "cover",
-        strict: bool = False,
         index_cache: str | Path | bool | None = None,
-        frames_dtype: str = "float32",
+        **settings: Any,
     ) -> None:
-        self.root = Path(root)
-        self.frames_dtype = check_frames_dtype(frames_dtype)
         if split not in SPLITS:
             raise ValueError(f"split: expected one of {list(SPLITS)}, got {split!r}")
-        if resize not in POLICIES:
-            raise ValueError(f"resize: expected one of {POLICIES}, got {resize!r}")
-        if num_frames < 1 or frame_size < 1 or max_words < 1:
-            raise ValueError(
-                f"num_frames, frame_size, max_words: expected >= 1, got "
-                f"{num_frames}, {frame_size}, {max_words}"
-            )
+        super().__init__(root, f"A2DSentences[{split}]", **settings)
         if not (self.root / VIDEOSET).is_file():
             raise ValueError(f"root: {self.root / VIDEOSET} not found; is {root} A2D-Sentences?")
-        self.split, self.num_frames, self.frame_size = split, num_frames, frame_size
-        self.max_words, self.transform, self.resize, self.strict = (
-            max_words, transform, resize, strict)  # fmt: skip
-        self.records, self.skipped, self.faults = self._load_index(index_cache)
+        self.split = split
+        records, skipped, self.faults = self._load_index(index_cache)
         self._last_window: tuple[tuple[Path, tuple[int, ...]], np.ndarray] | None = None
-        log.info(
-            "A2DSentences[%s]: %d samples; skipped %s; faults worked around %s",
-            split, len(self.records), self.skipped, self.faults,
-        )  # fmt: skip
-        if isinstance(word_vectors, str | Path):
-            word_vectors = load_word_vectors(word_vectors)
-        self.word_vectors = word_vectors
-        self.word_stats = WordStats()
-        if self.word_vectors is not None:
-            self.word_stats = query_stats(
-                sorted({r["query"] for r in self.records}), self.word_vectors, max_words
-            )
-            log.info("A2DSentences[%s] words: %s", split, self.word_stats)
+        self.keep_index(records, skipped)
+        if any(self.faults.values()):
+            log.info("%s: faults worked around %s", self.name, self.faults)
 
     def _load_index(
         self, index_cache: str | Path | bool | None
@@ -388,9 +347,6 @@ class A2DSentences(Dataset):
             {"records": records, "skipped": skipped, "faults": faults, "skip_details": details},
         )  # fmt: skip
         return records, skipped, faults
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def __getitem__(self, index: int) -> Sample:
         r = self.records[index]
@@ -419,11 +375,6 @@ class A2DSentences(Dataset):
             self._last_window = (key, frames)
         return self._last_window[1]
 
-    def window_key(self, index: int) -> tuple[str, int]:
-        """Samples with equal keys read the same decoded window (one annotated frame)."""
-        r = self.records[index]
-        return r["video_id"], r["frame_idx"]
-
     def sample_without_frames(self, index: int) -> dict[str, Any]:
         """Sample ``index`` with everything but ``frames``, without decoding (the feature cache)."""
         r = self.records[index]
@@ -443,13 +394,10 @@ class A2DSentences(Dataset):
         self, r: dict[str, Any], frames: np.ndarray, orig_mask: np.ndarray, transform: Any
     ) -> dict[str, Any]:
         vid, frame_idx = r["video_id"], r["frame_idx"]
-        return build_sample(
-            frames, orig_mask, r["query"],
+        return self.build(
+            frames, orig_mask, r["query"], transform,
             video_id=vid, frame_idx=frame_idx, instance_id=r["instance_id"],
             sample_id=make_sample_id("a2d", vid, frame_idx, r["instance_id"], r["query"]),
-            frame_size=self.frame_size, resize=self.resize, transform=transform,
-            word_vectors=self.word_vectors, max_words=self.max_words,
-            frames_dtype=self.frames_dtype,
         )  # fmt: skip
 
 

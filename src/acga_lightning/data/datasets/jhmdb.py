@@ -29,20 +29,16 @@ from typing import Any
 import h5py
 import numpy as np
 import scipy.io
-from gensim.models import KeyedVectors
 from PIL import Image
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from acga_lightning.data.check import CheckReport, read_checked_csv
 from acga_lightning.data.contract import Sample
-from acga_lightning.data.io.resize import POLICIES
+from acga_lightning.data.datasets.base import ClipReader
 from acga_lightning.data.io.video import clip_indices
-from acga_lightning.data.io.words import WordStats, load_word_vectors, query_stats, tokenize
+from acga_lightning.data.io.words import tokenize
 from acga_lightning.data.sample import (
     SkipCounter,
-    build_sample,
-    check_frames_dtype,
     make_sample_id,
     normalise_query,
 )
@@ -127,14 +123,13 @@ def _tail(path: str, anchor: str) -> Path:
     return Path(*parts[parts.index(anchor) :])
 
 
-class JHMDBSentences(Dataset):
+class JHMDBSentences(ClipReader):
     """J-HMDB-Sentences evaluation samples (:class:`~acga_lightning.data.contract.Sample`).
 
     Args:
         root: the folder holding ``Rename_Images/``, ``puppet_mask/``, ``jhmdb_annotation.txt``.
-        num_frames, frame_size, word_vectors, max_words, resize, strict, frames_dtype: as in
-            :class:`~acga_lightning.data.A2DSentences` (``frames_dtype="uint8"`` keeps pixels
-            0-255 for the model to normalise on its device).
+        num_frames, frame_size, word_vectors, max_words, resize, strict, frames_dtype: see
+            :class:`~acga_lightning.data.datasets.base.ClipReader`.
         frames_per_video: frames scored per video with ``sampling="uniform"``.
         sampling: ``"uniform"`` or ``"metadata"`` (see the module docstring).
         metadata_path: MTTR's samples metadata JSON, required for ``sampling="metadata"``.
@@ -143,50 +138,29 @@ class JHMDBSentences(Dataset):
     def __init__(
         self,
         root: str | Path,
-        num_frames: int = 16,
-        frame_size: int = 512,
         frames_per_video: int = 3,
         sampling: str = "uniform",
         metadata_path: str | Path | None = None,
-        word_vectors: KeyedVectors | str | Path | None = None,
-        max_words: int = 20,
-        resize: str = "cover",
-        strict: bool = False,
-        frames_dtype: str = "float32",
+        **settings: Any,
     ) -> None:
-        self.root = Path(root)
-        self.frames_dtype = check_frames_dtype(frames_dtype)
+        if "transform" in settings:
+            raise ValueError("transform: J-HMDB-Sentences is evaluation only, never augmented")
+        super().__init__(root, "JHMDBSentences", **settings)
         if sampling not in ("uniform", "metadata"):
             raise ValueError(f"sampling: expected 'uniform' or 'metadata', got {sampling!r}")
         if sampling == "metadata" and metadata_path is None:
             raise ValueError("metadata_path: required with sampling='metadata'")
-        if resize not in POLICIES:
-            raise ValueError(f"resize: expected one of {POLICIES}, got {resize!r}")
-        if frames_per_video < 1 or num_frames < 1 or frame_size < 1:
-            raise ValueError(
-                "frames_per_video, num_frames, frame_size: expected >= 1, got "
-                f"{frames_per_video}, {num_frames}, {frame_size}"
-            )
+        if frames_per_video < 1:
+            raise ValueError(f"frames_per_video: expected >= 1, got {frames_per_video}")
         if not (self.root / ANNOTATION).is_file():
             raise ValueError(f"root: {self.root / ANNOTATION} not found; is {root} J-HMDB?")
-        self.num_frames, self.frame_size, self.max_words = num_frames, frame_size, max_words
-        self.resize, self.strict = resize, strict
         self._skips = SkipCounter("JHMDBSentences skipped")
         self._videos: dict[str, dict[str, Any]] = {}
         if sampling == "uniform":
-            self.records = self._uniform_index(frames_per_video)
+            records = self._uniform_index(frames_per_video)
         else:
-            self.records = self._metadata_index(Path(metadata_path))
-        self.skipped = self._skips.as_dict()
-        log.info("JHMDBSentences: %d samples; skipped %s", len(self.records), self.skipped)
-        if isinstance(word_vectors, str | Path):
-            word_vectors = load_word_vectors(word_vectors)
-        self.word_vectors = word_vectors
-        self.word_stats = WordStats()
-        if self.word_vectors is not None:
-            queries = sorted({r["query"] for r in self.records})
-            self.word_stats = query_stats(queries, self.word_vectors, max_words)
-            log.info("JHMDBSentences words: %s", self.word_stats)
+            records = self._metadata_index(Path(metadata_path))
+        self.keep_index(records, self._skips.as_dict())
 
     def _fail(self, reason: str, detail: str, n: int = 1) -> None:
         if self.strict:
@@ -306,9 +280,6 @@ class JHMDBSentences(Dataset):
                                 query=normalise_query(query), **info))  # fmt: skip
         return records
 
-    def __len__(self) -> int:
-        return len(self.records)
-
     def __getitem__(self, index: int) -> Sample:
         r = self.records[index]
         n = r["num_frames"]
@@ -334,13 +305,10 @@ class JHMDBSentences(Dataset):
     def _build(
         self, r: dict[str, Any], frames: np.ndarray, orig_mask: np.ndarray
     ) -> dict[str, Any]:
-        return build_sample(
-            frames, orig_mask, r["query"],
+        return self.build(
+            frames, orig_mask, r["query"], None,
             video_id=r["video_id"], frame_idx=r["frame_idx"], instance_id=0,
             sample_id=make_sample_id("jhmdb", r["video_id"], r["frame_idx"], 0, r["query"]),
-            frame_size=self.frame_size, resize=self.resize,
-            word_vectors=self.word_vectors, max_words=self.max_words,
-            frames_dtype=self.frames_dtype,
         )  # fmt: skip
 
 

@@ -38,18 +38,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from gensim.models import KeyedVectors
 from PIL import Image
-from torch.utils.data import Dataset
 
 from acga_lightning.data.contract import Sample
-from acga_lightning.data.io.resize import POLICIES
-from acga_lightning.data.io.words import WordStats, load_word_vectors, query_stats, tokenize
+from acga_lightning.data.datasets.base import ClipReader
+from acga_lightning.data.io.words import tokenize
 from acga_lightning.data.sample import (
-    ClipTransform,
     SkipCounter,
-    build_sample,
-    check_frames_dtype,
     make_sample_id,
     normalise_query,
 )
@@ -190,23 +185,17 @@ def _natural(key: str) -> tuple[int, str]:
     return (int(key), key) if str(key).isdigit() else (1 << 62, str(key))
 
 
-class ReferringVOS(Dataset):
+class ReferringVOS(ClipReader):
     """Ref-YouTube-VOS / Ref-DAVIS17 samples (see the module docstring for layout and keys).
 
     Args:
         root: the folder holding ``<split>/`` and ``meta_expressions/``.
         split: ``"train"`` or ``"valid"`` (any folder name the root has).
-        num_frames: clip length ``T``; the sample's frame sits at index ``T // 2``.
-        frame_size: the model's square input size ``S``.
-        word_vectors: gensim ``KeyedVectors`` or a path; None leaves ``words`` out.
-        max_words: ``N_T``, the padded sentence length.
-        transform: training augmentation (as for A2D).
-        resize: ``"cover"`` or ``"letterbox"``.
-        strict: raise on the first bad sample instead of skipping and counting it.
+        num_frames, frame_size, word_vectors, max_words, transform, resize, strict,
+            frames_dtype: see :class:`~acga_lightning.data.datasets.base.ClipReader`.
         videos: only these videos (a held-out part of train, say); None: every video.
         exclude_first_last: leave each video's first and last listed frame out (the DAVIS-2017
             semi-supervised evaluation does, and Ref-DAVIS17 results follow it).
-        frames_dtype: ``"float32"`` or ``"uint8"``.
         name: the dataset's name in logs and sample ids (``ytvos``, ``davis``).
     """
 
@@ -214,32 +203,15 @@ class ReferringVOS(Dataset):
         self,
         root: str | Path,
         split: str = "train",
-        num_frames: int = 4,
-        frame_size: int = 512,
-        word_vectors: KeyedVectors | str | Path | None = None,
-        max_words: int = 20,
-        transform: ClipTransform | None = None,
-        resize: str = "cover",
-        strict: bool = False,
         videos: list[str] | None = None,
         exclude_first_last: bool = False,
-        frames_dtype: str = "float32",
         name: str = "ref_vos",
+        **settings: Any,
     ) -> None:
-        self.root = Path(root)
-        self.frames_dtype = check_frames_dtype(frames_dtype)
-        if resize not in POLICIES:
-            raise ValueError(f"resize: expected one of {POLICIES}, got {resize!r}")
-        if num_frames < 1 or frame_size < 1 or max_words < 1:
-            raise ValueError(
-                f"num_frames, frame_size, max_words: expected >= 1, got "
-                f"{num_frames}, {frame_size}, {max_words}"
-            )
-        self.split, self.name = split, name
-        self.num_frames, self.frame_size = num_frames, frame_size
-        self.max_words, self.transform, self.resize = max_words, transform, resize
+        super().__init__(root, f"{name}[{split}]", **settings)
+        self.split, self.dataset_name = split, name
         self.has_masks = (self.root / split / "Annotations").is_dir()
-        builder = _IndexBuilder(self.root, split, strict, name)
+        builder = _IndexBuilder(self.root, split, self.strict, name)
         records = builder.build(self.has_masks)
         self.listed = builder.listed
         if videos is not None:
@@ -255,15 +227,7 @@ class ReferringVOS(Dataset):
                 r for r in records
                 if 0 < r["position"] < len(self.listed[r["video_id"]]) - 1
             ]  # fmt: skip
-        self.records, self.skipped = records, builder.skipped.as_dict()
-        log.info("%s[%s]: %d samples; skipped %s", name, split, len(records), self.skipped)
-        if isinstance(word_vectors, str | Path):
-            word_vectors = load_word_vectors(word_vectors)
-        self.word_vectors = word_vectors
-        self.word_stats = WordStats()
-        if word_vectors is not None and records:
-            queries = sorted({r["query"] for r in records})
-            self.word_stats = query_stats(queries, word_vectors, max_words)
+        self.keep_index(records, builder.skipped.as_dict())
 
     def expressions(self) -> dict[tuple[str, str], list[int]]:
         """``{(video, exp_id): [sample index, ...]}`` in frame order."""
@@ -271,14 +235,6 @@ class ReferringVOS(Dataset):
         for i, r in enumerate(self.records):
             groups.setdefault((r["video_id"], r["exp_id"]), []).append(i)
         return groups
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def window_key(self, index: int) -> tuple[str, int]:
-        """Samples with equal keys read the same decoded window (one listed frame)."""
-        r = self.records[index]
-        return r["video_id"], r["frame_idx"]
 
     def sample_without_frames(self, index: int) -> dict[str, Any]:
         """Sample ``index`` with everything but ``frames``, decoding no JPEG (the feature cache)."""
@@ -313,16 +269,13 @@ class ReferringVOS(Dataset):
             orig_mask, void = labels == r["obj_id"], labels == VOID
         else:
             orig_mask = np.zeros((h, w), dtype=bool)
-        sample = build_sample(
-            frames, orig_mask, r["query"],
+        name = self.dataset_name
+        sample = self.build(
+            frames, orig_mask, r["query"], self.transform if self.has_masks else None,
             video_id=r["video_id"], frame_idx=r["frame_idx"], instance_id=max(r["obj_id"], 0),
-            sample_id=make_sample_id(self.name, r["video_id"], r["exp_id"], r["frame_name"]),
-            frame_size=self.frame_size, resize=self.resize,
-            transform=self.transform if self.has_masks else None,
-            word_vectors=self.word_vectors, max_words=self.max_words,
-            frames_dtype=self.frames_dtype,
+            sample_id=make_sample_id(name, r["video_id"], r["exp_id"], r["frame_name"]),
         )  # fmt: skip
-        sample["expression_id"] = make_sample_id(self.name, r["video_id"], r["exp_id"])
+        sample["expression_id"] = make_sample_id(name, r["video_id"], r["exp_id"])
         sample["exp_id"] = r["exp_id"]
         sample["frame_name"] = r["frame_name"]
         if not self.has_masks:

@@ -18,7 +18,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from acga_lightning.data.synthetic.scenes import Scene, actor_masks, render_frame, sample_scene
+from acga_lightning.data.synthetic.scenes import (
+    Scene,
+    actor_masks,
+    check_video_settings,
+    render_frame,
+    sample_scene,
+)
 from acga_lightning.data.synthetic.text import describe, vocabulary_sentences, write_word2vec
 
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -349,22 +355,31 @@ class A2DSynthetic:
     max_actors: int = 4
     sentence_only: bool = False
 
+    def __post_init__(self) -> None:
+        check_video_settings(self.num_videos, self.height, self.width, tuple(self.num_frames))
+        if self.height % 2 or (self.width is not None and self.width % 2):
+            raise ValueError(f"height/width must be even, got {self.height}/{self.width}")
+        if not 1 <= self.min_actors <= self.max_actors:
+            raise ValueError(
+                f"need 1 <= min_actors <= max_actors, got {self.min_actors}, {self.max_actors}"
+            )
+        if self.sentence_only and self.min_actors < 2:
+            raise ValueError(
+                f"min_actors: sentence_only needs >= 2 actors per clip, got {self.min_actors}"
+            )
+        if self.annotated_per_video < 1 or not 0.0 <= self.test_fraction <= 1.0:
+            raise ValueError(
+                f"annotated_per_video must be >= 1 and test_fraction in [0, 1], "
+                f"got {self.annotated_per_video}, {self.test_fraction}"
+            )
+
 
 def write_a2d(
     root: str | Path,
-    num_videos: int = 12,
-    seed: int = 0,
-    height: int = 320,
-    width: int | None = None,
-    num_frames: tuple[int, int] = (40, 64),
-    annotated_per_video: int = 3,
-    test_fraction: float = 0.25,
-    quirks: bool = True,
-    word2vec: bool = True,
-    min_actors: int = 2,
-    max_actors: int = 4,
-    sentence_only: bool = False,
+    settings: A2DSynthetic | None = None,
+    *,
     progress: bool = False,
+    **options: Any,
 ) -> Path:
     """Write a small A2D-Sentences dataset under ``root`` in the real layout; returns ``root``.
 
@@ -385,21 +400,11 @@ def write_a2d(
     annotations of earlier releases byte for byte. ``progress`` shows a progress bar over the
     videos (the data does not depend on it). The same arguments write the same bytes.
     """
-    if num_videos < 1:
-        raise ValueError(f"num_videos must be >= 1, got {num_videos}")
-    if height < 16 or height % 2 or (width is not None and (width < 16 or width % 2)):
-        raise ValueError(f"height/width must be even and >= 16, got {height}/{width}")
-    if not 2 <= num_frames[0] <= num_frames[1]:
-        raise ValueError(f"num_frames must be (lo, hi) with 2 <= lo <= hi, got {num_frames}")
-    if not 1 <= min_actors <= max_actors:
-        raise ValueError(f"need 1 <= min_actors <= max_actors, got {min_actors}, {max_actors}")
-    if sentence_only and min_actors < 2:
-        raise ValueError(f"min_actors: sentence_only needs >= 2 actors per clip, got {min_actors}")
-    if annotated_per_video < 1 or not 0.0 <= test_fraction <= 1.0:
-        raise ValueError(
-            f"annotated_per_video must be >= 1 and test_fraction in [0, 1], "
-            f"got {annotated_per_video}, {test_fraction}"
-        )
+    s = settings if settings is not None else A2DSynthetic(**options)
+    num_videos, seed, height, width, num_frames = (
+        s.num_videos, s.seed, s.height, s.width, s.num_frames)  # fmt: skip
+    annotated_per_video, test_fraction, quirks = s.annotated_per_video, s.test_fraction, s.quirks
+    min_actors, max_actors, sentence_only = s.min_actors, s.max_actors, s.sentence_only
     root = Path(root)
     for sub in ("Release/clips320H", "text_annotations/a2d_annotation_with_instances"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -421,7 +426,7 @@ def write_a2d(
         [v.video_id, fid] for v in videos for fid, shown in sorted(v.instances.items())
         if len(shown) == 1
     ]  # fmt: skip
-    if word2vec:
+    if s.word2vec:
         sentences = [" ".join(q.lower().split()) for v in videos for q in v.queries]
         vocabulary = vocabulary_sentences(sentence_only)
         write_word2vec(root / "word2vec.bin", sentences + vocabulary, seed=seed)

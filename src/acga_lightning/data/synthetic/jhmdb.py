@@ -13,10 +13,16 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from acga_lightning.data.synthetic.scenes import COLOURS, Scene, render_background
+from acga_lightning.data.synthetic.scenes import (
+    COLOURS,
+    Scene,
+    check_video_settings,
+    render_background,
+)
 from acga_lightning.data.synthetic.text import write_word2vec
 
 #: Action -> verb phrases (``{dir}`` is "left" or "right").
@@ -158,16 +164,11 @@ class JHMDBSynthetic:
     num_frames: tuple[int, int] = (30, 40)
     word2vec: bool = True
 
+    def __post_init__(self) -> None:
+        check_video_settings(self.num_videos, self.height, self.width, tuple(self.num_frames))
 
-def write_jhmdb(
-    root: str | Path,
-    num_videos: int = 6,
-    seed: int = 0,
-    height: int = 240,
-    width: int = 320,
-    num_frames: tuple[int, int] = (30, 40),
-    word2vec: bool = True,
-) -> Path:
+
+def write_jhmdb(root: str | Path, settings: JHMDBSynthetic | None = None, **options: Any) -> Path:
     """Write a small J-HMDB-Sentences dataset under ``root`` in the real layout; returns ``root``.
 
     At least one video's ``part_mask`` covers fewer frames than it has images, as in the real
@@ -176,12 +177,9 @@ def write_jhmdb(
     from PIL import Image
     from scipy.io import savemat
 
-    if num_videos < 1:
-        raise ValueError(f"num_videos must be >= 1, got {num_videos}")
-    if height < 16 or width < 16:
-        raise ValueError(f"height/width must be >= 16, got {height}/{width}")
-    if not 2 <= num_frames[0] <= num_frames[1]:
-        raise ValueError(f"num_frames must be (lo, hi) with 2 <= lo <= hi, got {num_frames}")
+    s = settings if settings is not None else JHMDBSynthetic(**options)
+    num_videos, seed, height, width, num_frames = (
+        s.num_videos, s.seed, s.height, s.width, s.num_frames)  # fmt: skip
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -216,7 +214,7 @@ def write_jhmdb(
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["video_id", "query"])
         writer.writerows(rows)
-    if word2vec:
+    if s.word2vec:
         sentences = [q for _, q in rows] + jhmdb_vocabulary()
         write_word2vec(root / "word2vec.bin", sentences, seed=seed)
     manifest = {"format": "jhmdb", "seed": seed, "height": height, "width": width,

@@ -15,12 +15,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 
-from acga_lightning.data.synthetic.scenes import SHAPES, render_frame, sample_scene
+from acga_lightning.data.synthetic.scenes import (
+    SHAPES,
+    check_video_settings,
+    render_frame,
+    sample_scene,
+)
 from acga_lightning.data.synthetic.text import describe, vocabulary_sentences, write_word2vec
 
 FORMATS = ("ytvos", "davis")
@@ -70,19 +75,18 @@ class RefVOSSynthetic:
     max_actors: int = 3
     word2vec: bool = True
 
+    def __post_init__(self) -> None:
+        # at least a train and a valid video
+        check_video_settings(
+            self.num_videos, self.height, self.width, tuple(self.num_frames), min_videos=2
+        )
+
 
 def write_ref_vos(
     root: str | Path,
     format: Literal["ytvos", "davis"] = "ytvos",
-    num_videos: int = 6,
-    seed: int = 0,
-    height: int = 96,
-    width: int = 128,
-    num_frames: tuple[int, int] = (6, 10),
-    valid_fraction: float = 0.34,
-    min_actors: int = 2,
-    max_actors: int = 3,
-    word2vec: bool = True,
+    settings: RefVOSSynthetic | None = None,
+    **options: Any,
 ) -> Path:
     """Write a small Ref-YouTube-VOS (``ytvos``) or Ref-DAVIS17 (``davis``) dataset; returns root.
 
@@ -91,12 +95,10 @@ def write_ref_vos(
     """
     if format not in FORMATS:
         raise ValueError(f"format: expected one of {FORMATS}, got {format!r}")
-    if num_videos < 2:
-        raise ValueError(f"num_videos must be >= 2 (a train and a valid video), got {num_videos}")
-    if height < 16 or width < 16:
-        raise ValueError(f"height/width must be >= 16, got {height}/{width}")
-    if not 2 <= num_frames[0] <= num_frames[1]:
-        raise ValueError(f"num_frames must be (lo, hi) with 2 <= lo <= hi, got {num_frames}")
+    s = settings if settings is not None else RefVOSSynthetic(**options)
+    num_videos, seed, height, width, num_frames = (
+        s.num_videos, s.seed, s.height, s.width, s.num_frames)  # fmt: skip
+    valid_fraction, min_actors, max_actors = s.valid_fraction, s.min_actors, s.max_actors
     root = Path(root)
     rng = np.random.default_rng(seed)
     num_valid = min(max(int(round(num_videos * valid_fraction)), 1), num_videos - 1)
@@ -149,7 +151,7 @@ def write_ref_vos(
             root / "meta_expressions" / split / "meta_expressions.json",
             {"videos": expressions[split]},
         )
-    if word2vec:
+    if s.word2vec:
         write_word2vec(root / "word2vec.bin", queries + vocabulary_sentences(), seed=seed)
     _write_json(root / "toy_manifest.json", {"format": format, "seed": seed, "videos": manifest})
     return root

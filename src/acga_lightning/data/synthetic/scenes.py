@@ -319,3 +319,20 @@ def render_frame(
     for i in sorted(range(len(scene.actors)), key=lambda i: scene.actors[i].depth):
         frame[full[i]] = COLOURS[scene.actors[i].colour]  # back to front
     return frame, visible
+
+
+def check_video_settings(
+    num_videos: int,
+    height: int,
+    width: int | None,
+    num_frames: tuple[int, int],
+    min_videos: int = 1,
+) -> None:
+    """The checks every generator's settings share: enough videos, frames of at least 16 pixels,
+    and a clip-length range ``(lo, hi)`` with ``2 <= lo <= hi``."""
+    if num_videos < min_videos:
+        raise ValueError(f"num_videos must be >= {min_videos}, got {num_videos}")
+    if height < 16 or (width is not None and width < 16):
+        raise ValueError(f"height/width must be >= 16, got {height}/{width}")
+    if not 2 <= num_frames[0] <= num_frames[1]:
+        raise ValueError(f"num_frames must be (lo, hi) with 2 <= lo <= hi, got {num_frames}")
