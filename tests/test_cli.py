@@ -134,17 +134,18 @@ def test_torch_threads_is_applied(toy) -> None:
         torch.set_num_threads(before)
 
 
-def test_time_budget_shortens_fit(toy) -> None:
+def test_time_budget_shortens_fit_and_still_validates_and_tests(toy, capsys) -> None:
     from acga_lightning.time_budget import TimeBudget
 
     budget = ["--time_budget_minutes", "1e-4", "--time_budget_reserve_minutes", "0"]
     limits = ["--trainer.max_epochs", "3", "--trainer.limit_train_batches", "2"]
-    args = _demo_args(toy, *limits, *budget, "--test_after_fit", "false")
-    with pytest.warns(UserWarning, match="TimeBudget: 3 epochs do not fit"):
+    args = _demo_args(toy, *limits, *budget, "--test_after_fit", "true")
+    with pytest.warns(UserWarning, match=r"TimeBudget: 6 training steps \(3 epochs\) did not fit"):
         cli = main(["fit", *args])
     callbacks = [c for c in cli.trainer.callbacks if isinstance(c, TimeBudget)]
-    assert len(callbacks) == 1 and callbacks[0].shortened == (3, 1)
-    assert cli.trainer.current_epoch == 1  # stopped after the first epoch
+    assert len(callbacks) == 1 and callbacks[0].shortened == (6, 2)
+    assert cli.trainer.global_step == 2  # stopped after the first epoch's validation
+    assert "test/mean_iou" in capsys.readouterr().out  # and the final test ran
 
 
 def test_help_lists_every_subcommand_in_one_line_each(capsys) -> None:
