@@ -121,7 +121,9 @@ def resolve_config_args(argv: Sequence[str]) -> list[str]:
                 config = load_config(path)
                 from acga_lightning.data.compat import migrate_data_config
 
-                config["data"], notice = migrate_data_config(config.get("data"))
+                notice = None
+                if "data" in config:  # a config without one must not gain ``data: null``
+                    config["data"], notice = migrate_data_config(config["data"])
                 if notice:
                     print(f"{path}: {notice}", file=sys.stderr)
                 if BASE_KEY in raw or notice:
