@@ -137,6 +137,23 @@ def test_changed_setting_gets_a_new_cache_and_is_reported(toy_root, tmp_path, ca
     assert any("num_frames: 4 -> 8" in r.getMessage() for r in caplog.records)
 
 
+def test_the_fingerprint_names_the_datamodules_cache_identity(toy_root, tmp_path):
+    generated = make_dm(toy_root, tmp_path)
+    real = A2DDataModule(  # the same files, read as the real dataset
+        str(toy_root), word_vectors=str(toy_root / "word2vec.bin"), batch_size=4, **SMALL,
+        index_cache=False, cache={"mode": "mixed_4e", "dir": str(tmp_path)},
+    )  # fmt: skip
+    assert (generated.cache_identity, real.cache_identity) == ("a2d_synthetic", "a2d")
+    caches = []
+    for dm in (generated, real):
+        torch.manual_seed(0)  # the same random-init frozen encoder for both
+        caches.append(dm.feature_cache())
+    a, b = (cache.fingerprint for cache in caches)
+    assert (a["dataset"], b["dataset"]) == ("a2d_synthetic", "a2d")
+    assert {key for key in a if a[key] != b[key]} == {"dataset"}
+    assert caches[0].root != caches[1].root
+
+
 def test_tampered_fingerprint_is_refused(toy_root, tmp_path):
     dm = make_dm(toy_root, tmp_path)
     build_cache(dm, progress=False)

@@ -123,6 +123,45 @@ def test_val_is_test_split_unless_carved_by_video(toy_root):
     assert again.datasets["val"].indices == val.indices
 
 
+def test_settings_are_plain_dicts_in_hparams_and_checkpoints(toy_root, tmp_path):
+    import dataclasses
+
+    import pytorch_lightning as pl
+
+    from acga_lightning import ACGASegmenter
+    from acga_lightning.data.caching.features import CacheSettings
+    from acga_lightning.data.synthetic.a2d import A2DSynthetic
+    from acga_lightning.data.transforms import AugmentSettings
+
+    toy, augment = A2DSynthetic(**TOY), AugmentSettings(p_flip=0.25, scale=(0.8, 1.2))
+    dm = A2DDataModule(
+        str(toy_root), toy=toy, augment=True, augment_options=augment, cache=CacheSettings(),
+        index_cache=False, **SMALL,
+    )  # fmt: skip
+    assert dm.toy_settings == toy and dm.augment_settings == augment  # typed where used
+    for key, value in (("toy", toy), ("augment_options", augment), ("cache", CacheSettings())):
+        assert type(dm.hparams[key]) is dict and dm.hparams[key] == dataclasses.asdict(value)
+        assert dm.hparams_initial[key] == dm.hparams[key]  # what loggers record
+    model = ACGASegmenter(
+        video_encoder={"name": "small3d", "widths": [4, 4, 4, 8]},
+        decoder={"name": "multires", "up_channels": [4, 4], "head_widths": [4, 4, 4]},
+        compile=False, channels_last=False, **SMALL,
+    )  # fmt: skip
+    trainer = pl.Trainer(
+        max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+        default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(model, dm)
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    # No class of ours in the checkpoint: it loads without unpickling code.
+    saved = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["datamodule_hyper_parameters"]["augment_options"]["p_flip"] == 0.25
+    loaded = A2DDataModule.load_from_checkpoint(tmp_path / "last.ckpt")
+    assert loaded.toy_settings == toy and loaded.augment_settings == augment
+    assert loaded.index_cache is False and loaded.cache_identity == "a2d_synthetic"
+
+
 def test_split_videos_is_deterministic_and_order_free():
     vids = [f"v{i}" for i in range(50)]
     held = split_videos(vids, 0.2, seed=3)
