@@ -313,7 +313,7 @@ class A2DSentences(Dataset):
         frames_dtype: ``"float32"`` (default): ``frames`` in [-1, 1] as the sample contract
             says; ``"uint8"``: the resized pixels (0-255), 4x less to copy between processes
             and to the GPU; :class:`~acga_lightning.ACGASegmenter` normalises them on its device
-            (what :class:`~acga_lightning.data.ReferringVideoDataModule` asks for by default).
+            (the datamodules' default, :class:`~acga_lightning.data.base.ReferringDataModule`).
     """
 
     def __init__(
