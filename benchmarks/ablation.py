@@ -42,7 +42,7 @@ import torch  # noqa: E402
 from _checks import check_metrics, passed, require  # noqa: E402
 
 from acga_lightning import ACGASegmenter  # noqa: E402
-from acga_lightning.data.datamodule import ReferringVideoDataModule  # noqa: E402
+from acga_lightning.data.datamodules import A2DDataModule  # noqa: E402
 from acga_lightning.data.datasets.a2d import MASKS, read_a2d_masks  # noqa: E402
 from acga_lightning.metrics import ReferringSegmentationMetrics  # noqa: E402
 
@@ -92,14 +92,14 @@ def build_model(parts: dict[str, Any], args: argparse.Namespace) -> ACGASegmente
     )  # fmt: skip
 
 
-def generate(args: argparse.Namespace) -> ReferringVideoDataModule:
+def generate(args: argparse.Namespace) -> A2DDataModule:
     """Write the sentence-only toy data once (if absent) and return its datamodule."""
     toy = {"num_videos": args.videos, "seed": args.data_seed, "height": args.size,
            "width": args.size, "num_frames": (12, 16), "quirks": False,
            "sentence_only": True, "test_fraction": 0.3}  # fmt: skip
-    dm = ReferringVideoDataModule(
-        dataset="toy", root=str(args.root), toy=toy, num_frames=args.frames,
-        frame_size=args.size, max_words=args.max_words, dataset_options={"index_cache": False},
+    dm = A2DDataModule(
+        root=str(args.root), toy=toy, num_frames=args.frames, frame_size=args.size,
+        max_words=args.max_words, index_cache=False,
     )  # fmt: skip
     dm.prepare_data()
     dm.setup("fit")

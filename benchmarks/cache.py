@@ -133,24 +133,22 @@ def main() -> None:
         args.videos, args.height, args.frame_size, args.num_frames = 4, 64, 32, 4
         counts = (0, 20, 200)
     logging.disable(logging.WARNING)
-    from acga_lightning.data.datamodule import ReferringVideoDataModule, build_cache
+    from acga_lightning.data.base import build_cache
+    from acga_lightning.data.datamodules import A2DDataModule
     from acga_lightning.registry import VIDEO_ENCODERS
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         common = dict(
-            dataset="toy", root=str(tmp / "toy"), batch_size=4, num_workers=args.workers,
+            root=str(tmp / "toy"), batch_size=4, num_workers=args.workers,
             num_frames=args.num_frames, frame_size=args.frame_size,
-            toy={"num_videos": args.videos, "height": args.height, "seed": 0},
-            dataset_options={"index_cache": False},
+            toy={"num_videos": args.videos, "height": args.height, "seed": 0}, index_cache=False,
         )  # fmt: skip
-        plain = ReferringVideoDataModule(**common)
+        plain = A2DDataModule(**common)
         plain.prepare_data()
         plain.setup("fit")
-        cached = ReferringVideoDataModule(
-            **common, cache={"mode": "mixed_4e", "dir": str(tmp / "c")}
-        )
+        cached = A2DDataModule(**common, cache={"mode": "mixed_4e", "dir": str(tmp / "c")})
         start = time.perf_counter()
         report = build_cache(cached, ("train", "val"), progress=False)
         build_s = time.perf_counter() - start

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from _checks import passed, require
 
-from acga_lightning.data import a2d as a2d_module
+from acga_lightning.data.datasets import a2d as a2d_module
 from acga_lightning.data.datasets.a2d import A2DSentences
 from acga_lightning.data.io.resize import normalise_frames
 from acga_lightning.data.io.video import clip_indices, read_window, to_rgb

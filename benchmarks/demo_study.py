@@ -53,7 +53,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 from _checks import passed, require  # noqa: E402
 from ablation import batch_of, materialise, train  # noqa: E402
 
-from acga_lightning.data.datamodule import ReferringVideoDataModule  # noqa: E402
+from acga_lightning.data.datamodules import A2DDataModule  # noqa: E402
 from acga_lightning.data.datasets.a2d import MASKS, read_a2d_masks  # noqa: E402
 
 #: The demo's model before and after this study (configs/demo.yaml has the current one).
@@ -80,8 +80,8 @@ def load_splits(root: Path, args: argparse.Namespace) -> dict[str, dict]:
         toy["num_frames"] = [int(x) for x in args.video_frames.split(",")]
     if args.test_fraction is not None:
         toy["test_fraction"] = args.test_fraction
-    dm = ReferringVideoDataModule(
-        dataset="toy", root=str(root), num_frames=args.frames, frame_size=args.size,
+    dm = A2DDataModule(
+        root=str(root), num_frames=args.frames, frame_size=args.size,
         val_fraction=args.val_fraction, toy=toy,
     )  # fmt: skip
     dm.prepare_data()

@@ -67,10 +67,14 @@ def main() -> None:
     root = args.root
     if args.config:
         from acga_lightning.cli import load_config
+        from acga_lightning.data.compat import migrate_data_config
 
-        data = load_config(args.config).get("data", {})
-        root = root or data.get("root")
-        toy = data.get("toy") if data.get("dataset") == "toy" else None
+        data, _ = migrate_data_config(load_config(args.config).get("data", {}))
+        if not str(data.get("class_path", "")).endswith("A2DDataModule"):
+            parser.error(f"{args.config}: the floors are of A2D-format data (A2DDataModule)")
+        options = data.get("init_args") or {}
+        root = root or options.get("root")
+        toy = options.get("toy")
     if not root:
         parser.error("give --root or --config")
     report(Path(root), args.word_vectors, toy)

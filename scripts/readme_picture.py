@@ -21,10 +21,10 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import torch  # noqa: E402
 
 from acga_lightning import ACGASegmenter, viz  # noqa: E402
-from acga_lightning.data.a2d import A2DSentences  # noqa: E402
 from acga_lightning.data.collate import collate_samples  # noqa: E402
-from acga_lightning.data.toy import write_a2d  # noqa: E402
-from acga_lightning.data.words import load_word_vectors  # noqa: E402
+from acga_lightning.data.datasets.a2d import A2DSentences  # noqa: E402
+from acga_lightning.data.io.words import load_word_vectors  # noqa: E402
+from acga_lightning.data.synthetic import write_a2d  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "tests" / "assets"

@@ -14,7 +14,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from acga_lightning import ACGASegmenter
 from acga_lightning.callbacks import ValidationImageLogger
-from acga_lightning.data import ReferringVideoDataModule
+from acga_lightning.data import A2DDataModule
 
 SMALL = {"num_frames": 4, "frame_size": 32}
 HEAD = {"decoder": {"name": "multires", "up_channels": [16, 8], "head_widths": [16, 8, 8]}}
@@ -26,12 +26,11 @@ LEAFSPEC = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
 
 @LEAFSPEC
 def test_fit_writes_pictures_to_disk_without_a_logger(tmp_path):
-    dm = ReferringVideoDataModule(
-        "toy",
+    dm = A2DDataModule(
         str(tmp_path / "toy"),
         toy={"num_videos": 4, "seed": 2, "height": 64, "num_frames": (12, 16), "quirks": False},
         batch_size=3,
-        dataset_options={"index_cache": False},
+        index_cache=False,
         **SMALL,
     )
     model = ACGASegmenter(video_encoder=FAST, **HEAD, **SMALL)

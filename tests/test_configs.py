@@ -65,7 +65,7 @@ def arguments(name: str, tiny: dict[str, Path]) -> list[str]:
         data = ["--data.root", str(root), "--data.word_vectors", str(root / "word2vec.bin")]
         return ["test", *config, *FAST, *TINY, *data, *cache_overrides(tiny), *quiet]
     root = tiny["a2d"]
-    data = ["--data.dataset", "toy", "--data.root", str(root)]
+    data = ["--data.root", str(root)]
     data += ["--data.word_vectors", str(root / "word2vec.bin")]
     return ["fit", *config, *FAST, *TINY, *data, *cache_overrides(tiny), *quiet]
 
@@ -99,7 +99,8 @@ def test_config_runs(name: str, tiny: dict[str, Path], tmp_path, monkeypatch, ca
 @pytest.mark.parametrize("name", [n for n in RUNNABLE if n.startswith("a2d_")])
 def test_a2d_configs_keep_paper_settings(name: str) -> None:
     config = load_config(CONFIGS / name)
-    data, model, trainer = config["data"], config["model"], config["trainer"]
+    data, model, trainer = config["data"]["init_args"], config["model"], config["trainer"]
+    assert config["data"]["class_path"] == "A2DDataModule"
     assert (data["num_frames"], data["frame_size"], data["batch_size"]) == (16, 512, 4)
     assert data["cache"]["mode"] == "mixed_4e"
     assert model["video_encoder"]["name"] == "precomputed"
@@ -110,11 +111,13 @@ def test_a2d_configs_keep_paper_settings(name: str) -> None:
 
 def test_demo_config_is_self_contained() -> None:
     config = load_config(CONFIGS / "demo.yaml")
-    assert config["data"]["dataset"] == "toy" and config["test_after_fit"] is True
+    data = config["data"]
+    assert data["class_path"] == "A2DDataModule" and config["test_after_fit"] is True
+    assert data["init_args"]["toy"]["num_videos"] > 0  # generated data, written on first use
     assert config["trainer"]["logger"]["init_args"]["offline"] is True
     callbacks = [c["class_path"].rsplit(".", 1)[-1] for c in config["trainer"]["callbacks"]]
     assert "RichProgressBar" in callbacks
-    assert not os.path.isabs(config["data"]["root"])
+    assert not os.path.isabs(data["init_args"]["root"])
     assert config["time_budget_minutes"] == 10  # the quickstart's promise, on any machine
 
 
@@ -125,4 +128,4 @@ def test_release_configs_are_the_converted_model(name: str) -> None:
     model = load_config(CONFIGS / name)["model"]
     for key, value in OFFICIAL_HPARAMS.items():
         assert model.get(key, value) == value or parse_spec(model[key]) == parse_spec(value), key
-    assert load_config(CONFIGS / name)["data"]["dataset"] == "acga_h5"
+    assert load_config(CONFIGS / name)["data"]["class_path"] == "ACGAReleaseDataModule"

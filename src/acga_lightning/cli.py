@@ -35,14 +35,24 @@ def merge_configs(base: Any, override: Any, _path: tuple[str, ...] = ()) -> Any:
     Lists (e.g. ``trainer.callbacks``) are replaced whole. A model part spec
     (``model.<part>: {name: ...}``) whose ``name`` changes, or a ``{class_path: ...}`` whose
     class changes, is replaced, not merged: ``decoder: {name: single}`` drops the base
-    decoder's arguments, ``logger: {class_path: ...CSVLogger}`` the base logger's.
+    decoder's arguments, ``logger: {class_path: ...CSVLogger}`` the base logger's. A ``data``
+    section that names another datamodule keeps the base's settings that every datamodule
+    takes (batch and clip size, word vectors, cache, ...), not those of the base's dataset
+    (``root``, ``toy``, reader options).
     """
     if not isinstance(base, dict) or not isinstance(override, dict):
         return override
     is_part = len(_path) == 2 and _path[0] == "model"
     for key in ("name",) * is_part + ("class_path",):
         if key in base and key in override and base[key] != override[key]:
-            return override
+            if _path != ("data",) or key != "class_path":
+                return override
+            from acga_lightning.data.compat import same_class, shared_settings
+
+            if not same_class(base[key], override[key]):  # A2DDataModule = its full path
+                kept = shared_settings(base.get("init_args") or {})
+                given = override.get("init_args") or {}
+                return {**override, "init_args": merge_configs(kept, given, ("data", "init_args"))}
     merged = dict(base)
     for key, value in override.items():
         merged[key] = merge_configs(base[key], value, (*_path, key)) if key in base else value
@@ -121,7 +131,9 @@ def resolve_config_args(argv: Sequence[str]) -> list[str]:
                 config = load_config(path)
                 from acga_lightning.data.compat import migrate_data_config
 
-                config["data"], notice = migrate_data_config(config.get("data"))
+                notice = None
+                if "data" in config:  # a config without one must not gain ``data: null``
+                    config["data"], notice = migrate_data_config(config["data"])
                 if notice:
                     print(f"{path}: {notice}", file=sys.stderr)
                 if BASE_KEY in raw or notice:

@@ -22,6 +22,7 @@ written) as one short message naming the key, not a usage dump or a traceback.
 from __future__ import annotations
 
 import pickle
+import re
 import sys
 import time
 import warnings
@@ -43,6 +44,56 @@ def one_line(message: str, limit: int = 6) -> str:
     return "\n  ".join(lines)
 
 
+#: Lines of jsonargparse's report on a value that fits no member of a union (the ``data`` class
+#: in subclass mode, a settings dataclass such as ``data.toy``) that are not the error itself.
+UNION_NOISE = (
+    "Does not validate against any of the Union subtypes", "Subtypes:", "Errors:",
+    "Given value type:", "Given value:", "Problem with given class_path",
+    "Expected a <class 'NoneType'>",
+)  # fmt: skip
+#: The members' errors that mean an unknown class, not a bad argument of a known one.
+UNKNOWN_CLASS = re.compile(
+    r"Expected a dot import path string: (?P<a>\S+)|Import path (?P<b>\S+) does not correspond"
+)
+
+
+def union_error(message: str) -> str | None:
+    """jsonargparse's report of a value that fits no member of a union, as one line naming the
+    whole key (``data.toy.num_videos: Expected a <class 'int'>. Got value: six``), the deepest
+    error of the nested report; None for a message of another kind."""
+    if UNION_NOISE[0] not in message:
+        return None
+    keys: list[tuple[int, str]] = []
+    found: list[tuple[int, str, str]] = []  # (depth, key, error)
+    for line in message.splitlines():
+        text = line.strip().removeprefix("- ").strip()
+        if not text:
+            continue
+        indent = len(line) - len(line.lstrip())
+        while keys and keys[-1][0] >= indent:
+            keys.pop()
+        key = re.fullmatch(r'Parser key "([^"]+)":', text)
+        if key:
+            keys.append((indent, key.group(1)))
+        elif not text.startswith(UNION_NOISE):
+            found.append((len(keys), ".".join(k for _, k in keys), text))
+    # "--data X" is also tried as a config file: that error is about the other reading.
+    found = [f for f in found if not f[2].startswith("Expected a path but")] or found
+    if not found:
+        return None
+    _, key, text = max(found, key=lambda f: f[0])  # the first of the deepest
+    unknown = UNKNOWN_CLASS.search(text)
+    if unknown and key.split(".")[-1] == "data":
+        from acga_lightning.data.base import DATAMODULES
+
+        known = ", ".join(sorted(cls.__name__ for cls in DATAMODULES.values()))
+        name = unknown.group("a") or unknown.group("b")
+        return f"{key}.class_path: {name!r} is not a datamodule (known: {known})"
+    if key.split(".")[-1] == "data" and text == "Option 'dataset' is not accepted":
+        text += " (the old form: name the datamodule, e.g. --data A2DDataModule; see docs/data.md)"
+    return f"{key}: {text}" if key else text
+
+
 class ShortErrorParser(LightningArgumentParser):
     """LightningCLI's parser, reporting a bad argument in one message instead of the usage."""
 
@@ -53,7 +104,8 @@ class ShortErrorParser(LightningArgumentParser):
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
         prog = parser.prog.replace(" [options]", "")
-        sys.stderr.write(f"{prog}: error: {one_line(message)}\n(options: {prog} --help)\n")
+        text = union_error(message) or one_line(message)
+        sys.stderr.write(f"{prog}: error: {text}\n(options: {prog} --help)\n")
         sys.exit(2)
 
 
@@ -280,6 +332,13 @@ class ACGALightningCLI(LightningCLI):
         except PluginError as error:
             key = f"model.{error.kind}" if error.kind else "model"
             raise ConfigError(f"{key}: {error}") from error
+        except (ValueError, TypeError) as error:
+            # A class chosen by class_path (the datamodule) that refuses its arguments reaches
+            # here wrapped in jsonargparse's report on every member of the union it tried.
+            line = union_error(str(error))
+            if line is None or isinstance(error, ConfigError):
+                raise
+            raise ConfigError(line) from error
 
     def _check(self) -> None:
         check_feature_spec(self.model, self.datamodule)

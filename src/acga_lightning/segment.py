@@ -131,13 +131,14 @@ def load_model(
     model.eval().to(device)
     extractor = None
     if prefix_spec is not None:
-        from acga_lightning.data.caching.build import build_frozen_encoder
-        from acga_lightning.data.caching.features import CacheSettings
+        from acga_lightning.registry import VIDEO_ENCODERS
 
-        settings = CacheSettings(mode="mixed_4e", encoder=prefix_spec)
-        extractor = build_frozen_encoder(
-            settings, int(model.hparams.num_frames), int(model.hparams.frame_size)
-        ).to(device)
+        # The frozen I3D prefix the cache was made with; no cache is read or written here.
+        hp = model.hparams
+        encoder = VIDEO_ENCODERS.build(
+            prefix_spec, num_frames=int(hp.num_frames), frame_size=int(hp.frame_size)
+        )
+        extractor = encoder.eval().requires_grad_(False).to(device)
     return model, extractor, dict(checkpoint.get("datamodule_hyper_parameters") or {})
 
 

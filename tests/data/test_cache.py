@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from acga_lightning.data import A2DDataModule
+from acga_lightning.data.base import build_cache
 from acga_lightning.data.caching.features import (
     CacheMismatchError,
     CacheSettings,
@@ -16,7 +18,6 @@ from acga_lightning.data.caching.features import (
     augment_view,
     entry_key,
 )
-from acga_lightning.data.datamodule import ReferringVideoDataModule, build_cache
 from acga_lightning.data.io.resize import normalise_frames
 from acga_lightning.registry import VIDEO_ENCODERS
 
@@ -31,8 +32,8 @@ def toy_root(small_a2d_root):
 
 
 def make_dm(root, cache_dir, size=SMALL, **cache):
-    return ReferringVideoDataModule(
-        "toy", str(root), batch_size=4, **size, dataset_options={"index_cache": False},
+    return A2DDataModule(
+        str(root), toy={}, batch_size=4, **size, index_cache=False,
         cache={"mode": "mixed_4e", "dir": str(cache_dir), **cache},
     )  # fmt: skip
 
@@ -52,9 +53,7 @@ def test_cached_and_uncached_outputs_match(toy_root, tmp_path):
     build_cache(dm, ("test",), progress=False)
     dm.setup("test")
     cached = dm.datasets["test"]
-    plain = ReferringVideoDataModule(
-        "toy", str(toy_root), **SIZE, dataset_options={"index_cache": False}
-    )
+    plain = A2DDataModule(str(toy_root), toy={}, **SIZE, index_cache=False)
     plain.setup("test")
     uncached = plain.datasets["test"]
     i3d = dm._encoder  # the very encoder that filled the cache (random init, seed 0)
@@ -127,9 +126,8 @@ def test_missing_entry_read_is_a_clear_error(tmp_path):
 def test_changed_setting_gets_a_new_cache_and_is_reported(toy_root, tmp_path, caplog):
     first = make_dm(toy_root, tmp_path)
     build_cache(first, progress=False)
-    changed = ReferringVideoDataModule(
-        "toy", str(toy_root), num_frames=8, frame_size=32,
-        dataset_options={"index_cache": False},
+    changed = A2DDataModule(
+        str(toy_root), toy={}, num_frames=8, frame_size=32, index_cache=False,
         cache={"mode": "mixed_4e", "dir": str(tmp_path)},
     )  # fmt: skip
     with caplog.at_level(logging.WARNING):
@@ -137,6 +135,23 @@ def test_changed_setting_gets_a_new_cache_and_is_reported(toy_root, tmp_path, ca
     assert changed.feature_cache().root != first.feature_cache().root
     assert report.present == 0 and report.computed == report.total
     assert any("num_frames: 4 -> 8" in r.getMessage() for r in caplog.records)
+
+
+def test_the_fingerprint_names_the_datamodules_cache_identity(toy_root, tmp_path):
+    generated = make_dm(toy_root, tmp_path)
+    real = A2DDataModule(  # the same files, read as the real dataset
+        str(toy_root), word_vectors=str(toy_root / "word2vec.bin"), batch_size=4, **SMALL,
+        index_cache=False, cache={"mode": "mixed_4e", "dir": str(tmp_path)},
+    )  # fmt: skip
+    assert (generated.cache_identity, real.cache_identity) == ("a2d_synthetic", "a2d")
+    caches = []
+    for dm in (generated, real):
+        torch.manual_seed(0)  # the same random-init frozen encoder for both
+        caches.append(dm.feature_cache())
+    a, b = (cache.fingerprint for cache in caches)
+    assert (a["dataset"], b["dataset"]) == ("a2d_synthetic", "a2d")
+    assert {key for key in a if a[key] != b[key]} == {"dataset"}
+    assert caches[0].root != caches[1].root
 
 
 def test_tampered_fingerprint_is_refused(toy_root, tmp_path):
@@ -163,8 +178,8 @@ def test_augmented_views_are_deterministic_and_flip_the_target(toy_root, tmp_pat
     assert torch.equal(augment_view(frames, key, 0), frames)
     torch.testing.assert_close(augment_view(frames, key, 1), augment_view(frames, key, 1))
     assert not torch.allclose(augment_view(frames, key, 1), augment_view(frames, key, 3))
-    dm = ReferringVideoDataModule(
-        "toy", str(toy_root), augment=True, **SMALL, dataset_options={"index_cache": False},
+    dm = A2DDataModule(
+        str(toy_root), toy={}, augment=True, **SMALL, index_cache=False,
         cache={"mode": "mixed_4e", "dir": str(tmp_path), "augmented_views": 2},
     )  # fmt: skip
     build_cache(dm, ("train",), progress=False)
@@ -188,9 +203,8 @@ def test_uint8_and_float32_readers_fill_identical_caches(toy_root, tmp_path):
     caches = {}
     for dtype in ("uint8", "float32"):
         torch.manual_seed(0)  # the same random-init frozen encoder for both
-        dm = ReferringVideoDataModule(
-            "toy", str(toy_root), augment=True, **SMALL, frames_dtype=dtype,
-            dataset_options={"index_cache": False},
+        dm = A2DDataModule(
+            str(toy_root), toy={}, augment=True, **SMALL, frames_dtype=dtype, index_cache=False,
             cache={"mode": "mixed_4e", "dir": str(tmp_path / dtype), "augmented_views": 1,
                    "batch_size": 64},
         )  # fmt: skip

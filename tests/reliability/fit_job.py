@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 from acga_lightning import ACGASegmenter  # noqa: E402
 from acga_lightning.checkpointing import mid_epoch_checkpoint  # noqa: E402
-from acga_lightning.data.datamodule import ReferringVideoDataModule  # noqa: E402
+from acga_lightning.data.datamodules import A2DDataModule  # noqa: E402
 
 SIZE = {"num_frames": 8, "frame_size": 64}
 EVERY_N_STEPS = 3
@@ -45,16 +45,15 @@ class KillAfter(pl.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def datamodule(args: argparse.Namespace) -> ReferringVideoDataModule:
-    return ReferringVideoDataModule(
-        "toy", args.data, batch_size=4, **SIZE, seed=0,
+def datamodule(args: argparse.Namespace) -> A2DDataModule:
+    return A2DDataModule(
+        args.data, toy={}, batch_size=4, **SIZE, seed=0, index_cache=False,
         cache={"mode": "final", "dir": args.cache, "device": "cpu",
                "encoder": {"name": "i3d", "weights": str(Path(args.cache) / "i3d.pt")}},
-        dataset_options={"index_cache": False},
     )  # fmt: skip
 
 
-def model(dm: ReferringVideoDataModule) -> ACGASegmenter:
+def model(dm: A2DDataModule) -> ACGASegmenter:
     return ACGASegmenter(
         video_encoder=dm.feature_spec,
         decoder={"name": "multires", "up_channels": [16, 8], "head_widths": [16, 8, 4]},

@@ -39,7 +39,7 @@ from acga_lightning.checkpointing import (
 )
 from acga_lightning.data.caching.features import FeatureCache
 from acga_lightning.data.caching.index import save_cached_index
-from acga_lightning.data.datamodule import ReferringVideoDataModule
+from acga_lightning.data.datamodules import A2DDataModule
 from acga_lightning.data.datasets.a2d import (
     ANNOTATION,
     MISSED,
@@ -50,7 +50,7 @@ from acga_lightning.data.datasets.a2d import (
 from acga_lightning.data.io.words import encode_query, load_word_vectors
 
 KW = {"num_frames": 4, "frame_size": 32, "index_cache": False}
-KW_DM = {"num_frames": 4, "frame_size": 32, "dataset_options": {"index_cache": False}}
+KW_DM = {"num_frames": 4, "frame_size": 32, "index_cache": False}
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # chmod does not stop root writing
 
 
@@ -76,7 +76,7 @@ def enospc(*args, **kwargs):
 def test_missing_root_and_missing_videoset_name_the_file(root: Path, tmp_path: Path) -> None:
     words = str(root / "word2vec.bin")
     for missing in (tmp_path / "nowhere", tmp_path):  # no root; a root without videoset.csv
-        dm = ReferringVideoDataModule("a2d", str(missing), word_vectors=words, **KW_DM)
+        dm = A2DDataModule(str(missing), word_vectors=words, **KW_DM)
         with pytest.raises(ValueError, match=r"videoset\.csv not found"):
             dm.setup("test")
 
@@ -162,7 +162,7 @@ def test_full_disk_checkpoint_keeps_the_previous_one(tmp_path: Path, monkeypatch
 
 
 def test_full_disk_toy_generation_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
-    import acga_lightning.data.synthetic as toy
+    import acga_lightning.data.synthetic.a2d as toy
 
     def write_then_fail(root, **kwargs):
         Path(root).mkdir(parents=True)
@@ -170,7 +170,7 @@ def test_full_disk_toy_generation_leaves_nothing(tmp_path: Path, monkeypatch) ->
         enospc()
 
     monkeypatch.setattr(toy, "write_a2d", write_then_fail)
-    dm = ReferringVideoDataModule("toy", str(tmp_path / "toy"), **KW_DM)
+    dm = A2DDataModule(str(tmp_path / "toy"), toy={}, **KW_DM)
     with pytest.raises(OSError, match="No space left"):
         dm.prepare_data()
     assert list(tmp_path.iterdir()) == []
@@ -239,4 +239,4 @@ def test_unknown_plugin_name_lists_the_known_ones() -> None:
         ACGASegmenter(attention="acgaa", num_frames=4, frame_size=32)
     with pytest.raises((KeyError, ValueError), match="i3d"):
         cache = {"mode": "final", "dir": "x", "encoder": {"name": "i3dd"}}
-        assert ReferringVideoDataModule("toy", "unused", cache=cache).feature_spec
+        assert A2DDataModule("unused", toy={}, cache=cache).feature_spec

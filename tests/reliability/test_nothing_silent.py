@@ -60,14 +60,14 @@ def fit_args(root: Path, *extra: str) -> list[str]:
 
 def test_fit_without_training_samples_fails_naming_the_split(toy, monkeypatch, capsys):
     (toy / "Release/videoset.csv").write_text("")  # every query's video is now unknown
-    with pytest.raises(DataError, match=r"toy train split of .*toy is empty: every sample was "
+    with pytest.raises(DataError, match=r"a2d train split of .*toy is empty: every sample was "
                        r"skipped \(\{'unknown_video': \d+\}\)"):  # fmt: skip
         main(fit_args(toy))
     (toy / "text_annotations/a2d_annotation.txt").write_text("video_id,instance_id,query\n")
-    with pytest.raises(DataError, match=r"toy train split of .*toy is empty: the data lists none"):
+    with pytest.raises(DataError, match=r"a2d train split of .*toy is empty: the data lists none"):
         main(fit_args(toy))
     code, err = console(monkeypatch, capsys, *fit_args(toy))
-    assert code == 1 and err.startswith("acga fit: error: toy train split") and "\n" not in err
+    assert code == 1 and err.startswith("acga fit: error: a2d train split") and "\n" not in err
 
 
 def test_a_val_fraction_that_holds_out_every_training_video_fails(toy):
@@ -78,7 +78,7 @@ def test_a_val_fraction_that_holds_out_every_training_video_fails(toy):
 def test_test_split_emptied_by_the_data_fails_in_test(toy):
     rows = (toy / "Release/videoset.csv").read_text().splitlines()
     (toy / "Release/videoset.csv").write_text("".join(r + "\n" for r in rows if r[-1] == "0"))
-    with pytest.raises(DataError, match="toy test split .* is empty"):
+    with pytest.raises(DataError, match="a2d test split .* is empty"):
         main(["test", *TINY, "--data.root", str(toy)])
 
 
