@@ -16,6 +16,7 @@ import pytest
 
 from acga_lightning.cli import load_config, main
 from acga_lightning.data.synthetic.acga_h5 import write_acga_release
+from acga_lightning.data.synthetic.ref_vos import write_ref_vos
 from acga_lightning.registry import parse_spec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -34,8 +35,10 @@ def tiny(tmp_path_factory, small_a2d_root, toy_jhmdb) -> dict[str, Path]:
     jhmdb = toy_jhmdb(num_videos=2, height=48, width=64, seed=3)
     # The official release's h5 layout, at the 64-pixel frame size of TINY (grid 4).
     write_acga_release(base / "release", frames=2, grid=4, mask_size=64, seed=3)
+    ytvos = write_ref_vos(base / "ytvos", "ytvos", num_videos=4, height=48, width=64, seed=3)
+    davis = write_ref_vos(base / "davis", "davis", num_videos=3, height=48, width=64, seed=4)
     return {"a2d": small_a2d_root, "jhmdb": jhmdb, "cache": base / "cache", "base": base,
-            "release": base / "release"}  # fmt: skip
+            "release": base / "release", "ytvos": ytvos, "davis": davis}  # fmt: skip
 
 
 def cache_overrides(tiny: dict[str, Path]) -> list[str]:
@@ -64,6 +67,14 @@ def arguments(name: str, tiny: dict[str, Path]) -> list[str]:
         root = tiny["jhmdb"]
         data = ["--data.root", str(root), "--data.word_vectors", str(root / "word2vec.bin")]
         return ["test", *config, *FAST, *TINY, *data, *cache_overrides(tiny), *quiet]
+    if name.startswith(("ytvos_", "davis_")):  # Ref-VOS: fit, predict the submission, test
+        root = tiny["davis" if name.startswith("davis") else "ytvos"]
+        data = ["--data.root", str(root), "--data.word_vectors", str(root / "word2vec.bin")]
+        if name == "ytvos_acga.yaml":
+            data += ["--data.val_fraction", "0.34"]  # 1 of the 3 training videos
+        subcommand = {"ytvos_acga.yaml": "fit", "ytvos_submit.yaml": "predict"}.get(name, "test")
+        fast = FAST[2:] if subcommand == "predict" else FAST  # a submission needs every batch
+        return [subcommand, *config, *fast, *TINY, *data, *cache_overrides(tiny), *quiet]
     root = tiny["a2d"]
     data = ["--data.root", str(root)]
     data += ["--data.word_vectors", str(root / "word2vec.bin")]
@@ -73,6 +84,7 @@ def arguments(name: str, tiny: dict[str, Path]) -> list[str]:
 def test_every_config_is_tested() -> None:
     assert {"a2d_acga.yaml", "demo.yaml", "jhmdb_eval.yaml"} <= set(RUNNABLE)
     assert {"acga_release_a2d.yaml", "acga_release_jhmdb.yaml"} <= set(RUNNABLE)
+    assert {"ytvos_acga.yaml", "ytvos_submit.yaml", "davis_eval.yaml"} <= set(RUNNABLE)
     assert all(not p.name.startswith("_") for p in CONFIGS.glob("*.yaml"))
 
 
@@ -94,6 +106,13 @@ def test_config_runs(name: str, tiny: dict[str, Path], tmp_path, monkeypatch, ca
         assert parse_spec(cli.model.hparams[key])[0] == expected
     if config.get("test_after_fit") and cli.subcommand == "fit":
         assert "test/mean_iou" in capsys.readouterr().out
+    if name.startswith(("ytvos_", "davis_")) and cli.subcommand != "predict":
+        assert {"test/j", "test/f", "test/jf"} <= set(cli.trainer.callback_metrics)
+    if name == "ytvos_submit.yaml":  # the server's zip, every listed valid frame in it
+        from acga_lightning.prediction import check_submission
+
+        archive = tmp_path / "outputs" / "ytvos_submission.zip"
+        assert check_submission(archive, tiny["ytvos"], "valid") == []
 
 
 @pytest.mark.parametrize("name", [n for n in RUNNABLE if n.startswith("a2d_")])

@@ -363,6 +363,11 @@ class ACGALightningCLI(LightningCLI):
 
             reserve = self._settings().get("time_budget_reserve_minutes", 1.0)
             self.trainer.callbacks.append(TimeBudget(minutes, reserve, started=self.started))
+        from acga_lightning.timing import PhaseTimes
+
+        # Where the time went, printed after the final test (or the fit when none follows).
+        after_test = bool(self._settings().get("test_after_fit"))
+        self.trainer.callbacks.append(PhaseTimes(self.started, report_after_test=after_test))
 
     def before_predict(self) -> None:
         self._check()

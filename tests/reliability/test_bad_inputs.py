@@ -164,7 +164,7 @@ def test_full_disk_checkpoint_keeps_the_previous_one(tmp_path: Path, monkeypatch
 def test_full_disk_toy_generation_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
     import acga_lightning.data.synthetic.a2d as toy
 
-    def write_then_fail(root, **kwargs):
+    def write_then_fail(root, *args, **kwargs):
         Path(root).mkdir(parents=True)
         (Path(root) / "Release").mkdir()
         enospc()
