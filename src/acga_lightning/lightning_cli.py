@@ -27,7 +27,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
@@ -246,10 +246,12 @@ class ACGALightningCLI(LightningCLI):
         )
         parser.add_argument(
             "--torch_threads",
-            type=int | None,
+            type=int | Literal["auto"] | None,
             default=None,
-            help="torch.set_num_threads before anything runs (None: torch's default). "
-            "On a small CPU shared with other jobs, 1 avoids OpenMP oversubscription.",
+            help="torch.set_num_threads before anything runs (None: torch's default). 'auto': "
+            "the cores other processes leave free, re-read while training "
+            "(acga_lightning.threads): on a small CPU shared with other jobs, OpenMP threads "
+            "that share a core with another process slow every step down several-fold.",
         )
         parser.add_argument(
             "--time_budget_minutes",
@@ -319,7 +321,13 @@ class ACGALightningCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         threads = self._settings().get("torch_threads")
-        if threads is not None:
+        if threads == "auto":
+            import torch
+
+            from acga_lightning.threads import free_cores
+
+            torch.set_num_threads(free_cores())
+        elif threads is not None:
             if threads < 1:
                 raise ConfigError(f"torch_threads: expected >= 1, got {threads}")
             import torch
@@ -363,6 +371,10 @@ class ACGALightningCLI(LightningCLI):
 
             reserve = self._settings().get("time_budget_reserve_minutes", 1.0)
             self.trainer.callbacks.append(TimeBudget(minutes, reserve, started=self.started))
+        if self._settings().get("torch_threads") == "auto":
+            from acga_lightning.threads import ThreadsForLoad
+
+            self.trainer.callbacks.append(ThreadsForLoad())
         from acga_lightning.timing import PhaseTimes
 
         # Where the time went, printed after the final test (or the fit when none follows).
