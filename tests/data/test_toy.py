@@ -418,3 +418,28 @@ def test_same_seed_same_video_bytes_at_demo_scale(tmp_path: Path) -> None:
     assert len(clips) == 100
     differ = [p.name for p in clips if p.read_bytes() != (two / p.relative_to(one)).read_bytes()]
     assert not differ
+
+
+def test_single_contrast_scenes_differ_in_one_attribute_that_the_query_names(tmp_path) -> None:
+    root = write_a2d(tmp_path, num_videos=8, height=64, width=64, num_frames=(12, 16),
+                     sentence_only=True, single_contrast=True, max_actors=3, quirks=False,
+                     word2vec=False, seed=2)  # fmt: skip
+    videos = json.loads((root / "toy_manifest.json").read_text())["videos"]
+    kinds = set()
+    for video in videos.values():
+        actors = video["actors"]
+        named = {tuple(a["attributes"]) for a in actors}
+        assert len(named) == 1, named  # every query of a clip names the same attribute
+        kind = (named.pop() or ("shape",))[0]
+        kinds.add(kind)
+        for attribute in ("colour", "shape", "motion"):
+            values = [a[attribute] for a in actors]
+            if attribute == kind:
+                assert len(set(values)) == len(values), values  # differs between every two
+            else:
+                assert len(set(values)) == 1, (attribute, values)  # shared by all
+        queries = [a["query"] for a in actors]
+        assert len(set(queries)) == len(queries) or kind == "motion", queries
+    assert kinds == {"colour", "shape", "motion", "position"}
+    with pytest.raises(ValueError, match="single_contrast"):
+        write_a2d(tmp_path / "x", single_contrast=True, max_actors=4, sentence_only=True)

@@ -19,9 +19,11 @@ import h5py
 import numpy as np
 
 from acga_lightning.data.synthetic.scenes import (
+    CONTRASTS,
     Scene,
     actor_masks,
     check_video_settings,
+    position_terms,
     render_frame,
     sample_scene,
 )
@@ -152,11 +154,15 @@ def plan_videos(
     max_actors: int,
     exit_video: int | None,
     sentence_only: bool = False,
+    single_contrast: bool = False,
 ) -> list[PlannedVideo]:
     """Draw every video's id, size, length, scene, split, annotated frames and queries.
 
     ``sentence_only``: scenes are redrawn until every actor is clearly visible in every
     annotated frame, and queries are written by ``describe(..., sentence_only=True)``.
+    ``single_contrast``: video ``i``'s actors differ only in ``CONTRASTS[i % 4]`` (colour,
+    shape, motion or position; for position, scenes are also redrawn until each actor has a
+    position word of its own at every annotated frame) and each query names that alone.
     """
     ids = video_ids(rng, num_videos)
     num_test = int(round(num_videos * test_fraction))
@@ -169,21 +175,28 @@ def plan_videos(
         t = int(rng.integers(num_frames[0], num_frames[1] + 1))
         n = int(rng.integers(min_actors, max_actors + 1))
         exits = n - 1 if i == exit_video else 0
-        scene = sample_scene(rng, num_actors=n, num_frames=t, aspect=w / height, exits=exits)
+        vary = CONTRASTS[i % len(CONTRASTS)] if single_contrast else None
+        scene = sample_scene(rng, num_actors=n, num_frames=t, aspect=w / height, exits=exits,
+                             vary=vary)  # fmt: skip
         fids = spread_frames(t, annotated_per_video, rng)
+        frames = [fid - 1 for fid in fids] if sentence_only else None
         tries = 1
-        while sentence_only and not all_actors_visible(scene, fids, height, w):
+        while sentence_only and not (
+            all_actors_visible(scene, fids, height, w)
+            and (vary != "position" or None not in position_terms(scene, frames, middle=True))
+        ):
             if tries == SCENE_TRIES:
                 raise ValueError(
                     f"sentence_only: no scene of {n} actors in {tries} tries shows them all at "
                     f"height {height}, width {w}; use fewer actors or larger frames"
                 )
-            scene = sample_scene(rng, num_actors=n, num_frames=t, aspect=w / height)
+            scene = sample_scene(rng, num_actors=n, num_frames=t, aspect=w / height, vary=vary)
             tries += 1
         video = PlannedVideo(vid, scene, w, int(i in test), fids)
-        frames = [fid - 1 for fid in fids] if sentence_only else None
         for k in range(n):
-            query, used = describe(scene, k, rng, frames=frames, sentence_only=sentence_only)
+            query, used = describe(
+                scene, k, rng, frames=frames, sentence_only=sentence_only, contrast=vary
+            )
             video.queries.append(query)
             video.attributes.append(used)
         planned.append(video)
@@ -354,6 +367,7 @@ class A2DSynthetic:
     min_actors: int = 2
     max_actors: int = 4
     sentence_only: bool = False
+    single_contrast: bool = False
 
     def __post_init__(self) -> None:
         check_video_settings(self.num_videos, self.height, self.width, tuple(self.num_frames))
@@ -363,6 +377,8 @@ class A2DSynthetic:
             raise ValueError(
                 f"need 1 <= min_actors <= max_actors, got {self.min_actors}, {self.max_actors}"
             )
+        if self.single_contrast and not (self.sentence_only and self.max_actors <= 3):
+            raise ValueError("single_contrast: needs sentence_only and max_actors <= 3")
         if self.sentence_only and self.min_actors < 2:
             raise ValueError(
                 f"min_actors: sentence_only needs >= 2 actors per clip, got {self.min_actors}"
@@ -414,7 +430,7 @@ def write_a2d(
         rng, num_videos, height, width, num_frames, annotated_per_video, test_fraction,
         min_actors, max_actors,
         exit_video=order[0] if quirks and max_actors > 1 and not sentence_only else None,
-        sentence_only=sentence_only,
+        sentence_only=sentence_only, single_contrast=s.single_contrast,
     )  # fmt: skip
     placed = render_all(videos, order, root, height, quirks, rng, progress)
     rows = annotation_rows(videos, order, quirks, placed)

@@ -169,9 +169,23 @@ def position_terms(
     return terms
 
 
-def _sample_actor(rng: np.random.Generator, aspect: float, depth: int, exits: bool) -> Actor:
+def _sample_actor(
+    rng: np.random.Generator,
+    aspect: float,
+    depth: int,
+    exits: bool,
+    like: Actor | None = None,
+    vary: str | None = None,
+) -> Actor:
+    """A random actor; with ``like``, one that shares its colour, shape and motion (with
+    direction) but for the ``vary`` attribute (``colour``, ``shape``, ``motion`` or none:
+    ``position``), drawn anew (the caller keeps it distinct)."""
     motion = "flying" if exits else str(rng.choice(list(ACTION_CODES)))
+    if like is not None and vary != "motion":
+        motion = like.motion
     direction = int(rng.choice([-1, 1])) if motion in DIRECTED else 0
+    if like is not None and vary != "motion":
+        direction = like.direction
     size = float(rng.uniform(0.08, 0.16))
     margin_x = size / aspect + 0.02
     travel = TRAVEL[motion]
@@ -180,9 +194,13 @@ def _sample_actor(rng: np.random.Generator, aspect: float, depth: int, exits: bo
     top = size + 0.02 + {"jumping": JUMP_HEIGHT, "flying": FLY_RISE}.get(motion, 0.0)
     if exits:
         top = 0.45  # starts low enough to be seen, rises fast enough to leave
+    colour, shape = str(rng.choice(list(COLOURS))), str(rng.choice(list(SHAPES)))
+    if like is not None:
+        colour = colour if vary == "colour" else like.colour
+        shape = shape if vary == "shape" else like.shape
     return Actor(
-        colour=str(rng.choice(list(COLOURS))),
-        shape=str(rng.choice(list(SHAPES))),
+        colour=colour,
+        shape=shape,
         motion=motion,
         direction=direction,
         size=size,
@@ -198,17 +216,29 @@ def _identity(actor: Actor) -> tuple[str, str, str, int]:
     return actor.colour, actor.shape, actor.motion, actor.direction
 
 
+#: What a single-contrast scene's actors differ in (``sample_scene(vary=...)``).
+CONTRASTS = ("colour", "shape", "motion", "position")
+
+
+def _varied(actor: Actor, vary: str) -> object:
+    return {"colour": actor.colour, "shape": actor.shape, "motion": actor.motion}[vary]
+
+
 def sample_scene(
     rng: np.random.Generator,
     num_actors: int = 3,
     num_frames: int = 48,
     aspect: float = 1.5,
     exits: int = 0,
+    vary: str | None = None,
 ) -> Scene:
     """Draw a scene of ``num_actors`` actors that can each be told apart by words.
 
     No two actors share colour, shape and motion (with direction) all at once, so each has a
-    description that fits it alone. Colours, shapes and motions are drawn with replacement, so
+    description that fits it alone. ``vary`` (one of :data:`CONTRASTS`) draws a single-contrast
+    scene instead: the actors share all of colour, shape and motion but the one named, which
+    differs between every two (``position``: they share all three, and only where they are
+    tells them apart). Colours, shapes and motions are drawn with replacement, so
     clips often hold two red actors or two balls and a query must use more than one word.
     Sizes and depth order are drawn independently of everything else. ``exits`` actors (the
     last ones) fly out of the top of the frame, so late frames show fewer actors.
@@ -219,13 +249,20 @@ def sample_scene(
         raise ValueError(f"num_frames must be >= 2, got {num_frames}")
     if not 0 <= exits < max(num_actors, 1):
         raise ValueError(f"exits must be in [0, num_actors), got {exits}")
+    if vary is not None and (vary not in CONTRASTS or exits):
+        raise ValueError(f"vary: expected one of {CONTRASTS} (and no exits), got {vary!r}")
     depths = rng.permutation(num_actors)
     actors: list[Actor] = []
     for i in range(num_actors):
         exiting = i >= num_actors - exits
-        actor = _sample_actor(rng, aspect, int(depths[i]), exiting)
-        while any(_identity(actor) == _identity(a) for a in actors):
-            actor = _sample_actor(rng, aspect, int(depths[i]), exiting)
+        like = actors[0] if vary is not None and actors else None
+        actor = _sample_actor(rng, aspect, int(depths[i]), exiting, like, vary)
+        if vary in ("colour", "shape", "motion"):  # the one attribute differs between all
+            while any(_varied(actor, vary) == _varied(a, vary) for a in actors):
+                actor = _sample_actor(rng, aspect, int(depths[i]), exiting, like, vary)
+        elif vary is None:
+            while any(_identity(actor) == _identity(a) for a in actors):
+                actor = _sample_actor(rng, aspect, int(depths[i]), exiting)
         actors.append(actor)
     background_seed = int(rng.integers(0, 2**31 - 1))
     return Scene(tuple(actors), num_frames, aspect, background_seed)

@@ -119,14 +119,21 @@ def describe(
     rng: np.random.Generator,
     frames: Sequence[int] | None = None,
     sentence_only: bool = False,
+    contrast: str | None = None,
 ) -> tuple[str, tuple[str, ...]]:
     """A query that fits actor ``index`` and no other actor and the attributes it uses.
 
     With ``sentence_only`` (the mode of ``write_a2d(sentence_only=True)``) a position word must
     hold at each of ``frames`` (0-based; the annotated frames), not only on average, "in the
-    middle" joins the position words, and the extra paraphrases are used.
+    middle" joins the position words, and the extra paraphrases are used. ``contrast`` (a
+    single-contrast scene's attribute, see ``sample_scene(vary=...)``): the query names the
+    shape and that attribute alone (``shape``: the noun alone).
     """
     positions = position_terms(scene, frames, middle=sentence_only)
+    if contrast is not None:  # a single-contrast scene: name the shape and that one attribute
+        used = () if contrast == "shape" else (contrast,)
+        actor = scene.actors[index]
+        return render_query(actor, used, positions[index], rng, paraphrases=sentence_only), used
     options = unique_attribute_sets(scene, index, positions)
     if not options:  # sample_scene guarantees colour + shape + motion is unique
         raise ValueError(f"index: actor {index} cannot be told apart from the others by words")
