@@ -3,8 +3,8 @@
 The demo promises a trained and tested model within ten minutes on a 2-core laptop, and
 laptops differ several-fold in speed. Stopping at a deadline (Lightning's ``max_time``) would
 end a step schedule before its learning-rate drop, where the model is at its worst; cutting
-whole epochs is too coarse when a run has only a few (a machine three times slower than ours
-got one epoch of four, all at the high learning rate). Instead :class:`TimeBudget` re-plans the
+whole epochs is too coarse when a run has only a few (a machine too slow for two epochs would
+train one, all at the high learning rate). Instead :class:`TimeBudget` re-plans the
 run in optimizer steps:
 
 - While training, every few steps and after each validation, it projects how many steps still
@@ -38,6 +38,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 from torch.optim.lr_scheduler import MultiStepLR
+
+from acga_lightning.timing import EpochClock
 
 
 def scale_milestones(
@@ -107,31 +109,19 @@ class TimeBudget(pl.Callback):
         self.shortened: tuple[int, int] | None = None
         self._original: list[Counter] = []  # each taken-over scheduler's step milestones
         self.validation_seconds: float | None = None
-        # the current epoch's steps: their count, seconds computing, seconds waiting for data
-        self._steps = 0
-        self._compute = 0.0
-        self._waited = 0.0
-        self._mark = 0.0
-        self._batch_started = 0.0
+        self.epoch = EpochClock(clock)  # the current epoch's steps
         self._validation_started: float | None = None
-        self._report: tuple[int, list[str]] = (1, [])
 
     # ----------------------------------------------------------------------------- timing
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._steps, self._compute, self._waited = 0, 0.0, 0.0
-        self._mark = self.clock()
+        self.epoch.start()
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        now = self.clock()
-        self._waited += now - self._mark  # fetching (the first time round, decoding) the batch
-        self._batch_started = now
+        self.epoch.batch_starts()
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            *args: Any) -> None:  # fmt: skip
-        now = self.clock()
-        self._compute += now - self._batch_started
-        self._steps += 1
-        self._mark = now
+        self.epoch.batch_ends()
         if self.total_steps is not None and trainer.global_step >= self.total_steps:
             trainer.should_stop = True  # Lightning validates, then fit ends
             return
@@ -147,7 +137,7 @@ class TimeBudget(pl.Callback):
         if self._validation_started is not None and not trainer.sanity_checking:
             self.validation_seconds = self.clock() - self._validation_started
             self._validation_started = None
-            self._mark = self.clock()
+            self.epoch.resume()
             if not trainer.should_stop:
                 self._replan(trainer)
 
@@ -182,19 +172,20 @@ class TimeBudget(pl.Callback):
 
     def steps_that_fit(self, trainer: pl.Trainer) -> int | None:
         """Optimizer steps still affordable before the reserve, validations included."""
-        if self._steps == 0:
+        epoch = self.epoch
+        if epoch.steps == 0:
             return None
         per_epoch = self._steps_per_epoch(trainer)
-        now_seconds = (self._compute + self._waited) / self._steps
+        now_seconds = (epoch.compute + epoch.waited) / epoch.steps
         later_seconds = (
-            self._compute / self._steps if self.data_in_memory_later(trainer) else now_seconds
+            epoch.compute / epoch.steps if self.data_in_memory_later(trainer) else now_seconds
         )
         validation = self.validation_seconds
         if validation is None:  # none has run: a forward pass per batch, about a third of a step
             validation = 0.5 * now_seconds * _num_batches(trainer.num_val_batches)
         # the stop's own validation is paid first; then the rest of this epoch, then later ones
         left = self.budget - self.reserve - (self.clock() - self.started) - validation
-        in_epoch = max(0, per_epoch - self._steps)
+        in_epoch = max(0, per_epoch - epoch.steps)
         if left <= 0:
             return 0
         if in_epoch * now_seconds >= left:
@@ -230,13 +221,8 @@ class TimeBudget(pl.Callback):
         done = trainer.global_step
         per_epoch = self._steps_per_epoch(trainer)
         first_cut = self.total_steps is None
-        moved: list[str] = []
-        kept: list[str] = []
-        for config in trainer.lr_scheduler_configs:
+        for index, config in enumerate(self._stepped(trainer)):
             scheduler: Any = config.scheduler
-            if not isinstance(scheduler, MultiStepLR):
-                kept.append(type(scheduler).__name__)
-                continue
             if first_cut:  # take over: the same schedule, counted in steps
                 original = Counter(scheduler.milestones)
                 if config.interval == "epoch":
@@ -248,25 +234,27 @@ class TimeBudget(pl.Callback):
                     scheduler = stepped
                 self._original.append(original)
                 scheduler.milestones = original
-            original = self._original[len(moved)]
-            before = Counter(scheduler.milestones)
-            scheduler.milestones = scale_milestones(original, planned, steps, done, before)
-            moved.append(
-                f"{sorted(before.elements())} -> {sorted(scheduler.milestones.elements())}"
+            current = Counter(scheduler.milestones)
+            scheduler.milestones = scale_milestones(
+                self._original[index], planned, steps, done, current
             )
         self.planned = planned
         self.shortened = (planned, steps) if steps < planned else None
         self.total_steps = steps
         if done >= steps:
             trainer.should_stop = True
-        self._report = (per_epoch, kept)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Say what the budget changed (once, at the end: the plan may move while training)."""
         if self.shortened is None or not trainer.is_global_zero:
             return
-        planned, steps = self.shortened
-        per_epoch, kept = self._report
+        planned, _ = self.shortened
+        per_epoch = self._steps_per_epoch(trainer)
+        kept = [
+            type(c.scheduler).__name__
+            for c in trainer.lr_scheduler_configs
+            if not isinstance(c.scheduler, MultiStepLR)
+        ]
         message = (
             f"TimeBudget: {planned} training steps ({planned / per_epoch:.3g} epochs) did not "
             f"fit in {self.budget / 60:g} minutes on this machine; training stopped after step "

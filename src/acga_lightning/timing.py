@@ -17,6 +17,34 @@ from typing import Any
 import pytorch_lightning as pl
 
 
+class EpochClock:
+    """One stretch of training steps: how many, seconds computing, seconds waiting for batches
+    (fetching them; the first time round, decoding). :class:`PhaseTimes` and
+    :class:`~acga_lightning.time_budget.TimeBudget` each keep one, fed from their batch hooks."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.start()
+
+    def start(self) -> None:
+        """A new stretch: counts to zero, timed from now."""
+        self.started = self.mark = self._batch = self.clock()
+        self.steps, self.compute, self.waited = 0, 0.0, 0.0
+
+    def resume(self) -> None:
+        """Go on after a pause that is no wait for data (a validation inside the epoch)."""
+        self.mark = self.clock()
+
+    def batch_starts(self) -> None:
+        self._batch = self.clock()
+        self.waited += self._batch - self.mark
+
+    def batch_ends(self) -> None:
+        self.mark = self.clock()
+        self.compute += self.mark - self._batch
+        self.steps += 1
+
+
 class PhaseTimes(pl.Callback):
     """Times the phases of a fit (and of the test that follows it) on rank 0.
 
@@ -40,9 +68,8 @@ class PhaseTimes(pl.Callback):
         self.started = clock() if started is None else float(started)
         self.stream = stream
         self.phases: list[tuple[str, float]] = []
-        self._start = 0.0
-        self._mark = 0.0
-        self._waited = 0.0
+        self.epoch = EpochClock(clock)
+        self._val_start = self._test_start = 0.0
         self._fit_ended = False
 
     def _add(self, name: str, seconds: float) -> None:
@@ -52,16 +79,13 @@ class PhaseTimes(pl.Callback):
         self._add("start-up: config, model, data written and indexed", self.clock() - self.started)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start = self._mark = self.clock()
-        self._waited = 0.0
+        self.epoch.start()
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        now = self.clock()
-        self._waited += now - self._mark
-        self._mark = now
+        self.epoch.batch_starts()
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        self._mark = self.clock()
+        self.epoch.batch_ends()
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -69,16 +93,15 @@ class PhaseTimes(pl.Callback):
         now = self.clock()
         if trainer.state.fn == "fit":  # the training so far this epoch, before its validation
             epoch = trainer.current_epoch + 1
-            self._add(f"epoch {epoch} training (waiting for data: {self._waited:.0f} s)",
-                      now - self._start)  # fmt: skip
+            self._add(f"epoch {epoch} training (waiting for data: {self.epoch.waited:.0f} s)",
+                      now - self.epoch.started)  # fmt: skip
         self._val_start = now
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         self._add(f"epoch {trainer.current_epoch + 1} validation", self.clock() - self._val_start)
-        self._start = self._mark = self.clock()  # what follows in the epoch, if anything
-        self._waited = 0.0
+        self.epoch.start()  # what follows in the epoch, if anything
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._fit_ended = True
