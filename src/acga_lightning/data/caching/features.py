@@ -125,14 +125,9 @@ class CacheSettings:
     @classmethod
     def from_dict(cls, value: CacheSettings | Mapping[str, Any] | None) -> CacheSettings:
         """Settings from a mapping (unknown keys rejected, naming the known ones) or as given."""
-        if isinstance(value, CacheSettings):
-            return value
-        value = dict(value or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ValueError(f"cache: unknown key(s) {unknown}; known keys: {sorted(known)}")
-        return cls(**value)
+        from acga_lightning.data.base import as_settings
+
+        return as_settings(cls, value if isinstance(value, cls) else dict(value or {}), "cache")
 
     @property
     def enabled(self) -> bool:
