@@ -252,10 +252,10 @@ class ReferringVOS(ClipReader):
         positions = window(r["position"], len(names), self.num_frames)
         if decode:
             frames = np.stack([read_frame(jpegs / f"{names[p]}.jpg") for p in positions])
-        else:  # the frame's size from its header; the pixels are not needed
+        else:  # one blank frame of the frame's size (from its header): no pixel is needed
             with Image.open(jpegs / f"{r['frame_name']}.jpg") as image:
                 size = (image.height, image.width)
-            frames = np.zeros((len(positions), *size, 3), dtype=np.uint8)
+            frames = np.zeros((1, *size, 3), dtype=np.uint8)
         h, w = frames.shape[1:3]  # (T, h, w, 3)
         void = None
         if self.has_masks:
