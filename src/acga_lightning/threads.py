@@ -2,12 +2,11 @@
 
 On a small CPU, torch's OpenMP threads wait for one another at every operation; when another
 process keeps one of two cores busy, a thread that has to share its core holds the other one
-up. Measured with the demo's training step on a 2-core machine (batch 8, samples/s): idle, two
-threads 208 and one 128; with one other busy process, two threads 64 and one 160. Making the
-threads sleep instead of spin (``OMP_WAIT_POLICY=PASSIVE``) gave 121 idle and 57 busy: no help.
-So the count follows the load: :func:`free_cores` reads how busy the cores were, less this
-process's own use, and :class:`ThreadsForLoad` re-reads it while training and sets
-``torch.set_num_threads`` to match.
+up, and one thread then beats two several-fold; making the threads sleep instead of spin
+(``OMP_WAIT_POLICY=PASSIVE``) does not help (docs/demo.md, "A shared machine", has the
+measurements). So the count follows the load: :func:`free_cores` reads how busy the cores
+were, less this process's own use, and :class:`ThreadsForLoad` re-reads it while training and
+sets ``torch.set_num_threads`` to match.
 """
 
 from __future__ import annotations
