@@ -59,3 +59,40 @@ def test_multires_up_factors_set_the_output_grid():
     large.sum().backward()
     with pytest.raises(ValueError, match="factor"):
         DECODERS.build("multires", visual_channels=16, text_channels=12, up_factors=(4, 3))
+
+
+def test_the_sentence_gate_scales_the_visual_features_by_the_sentence():
+    """F_V * (1 + W s + b): the sentence alone changes every map; without the gate it cannot."""
+    kw = dict(visual_channels=16, text_channels=12, up_channels=(8, 4), head_widths=(8, 8, 4),
+              up_factors=(4, 2))  # fmt: skip
+    torch.manual_seed(0)
+    gated = DECODERS.build("multires", sentence_gate=True, **kw)
+    torch.manual_seed(0)
+    plain = DECODERS.build("multires", **kw)
+    visual, text = torch.randn(2, 16, 8, 8), torch.randn(2, 12, 8, 8)
+    a, b = torch.randn(2, 12), torch.randn(2, 12)
+    for x, y in zip(plain(visual, text, a), plain(visual, text, b), strict=True):
+        assert torch.equal(x, y)
+    for x, y in zip(gated(visual, text, a), gated(visual, text, b), strict=True):
+        assert not torch.allclose(x, y)
+    # a zero gate (W = 0, b = 0) is the plain decoder: the gate only multiplies
+    with torch.no_grad():
+        gated.sentence_gate.weight.zero_()
+        gated.sentence_gate.bias.zero_()
+    gated.load_state_dict(
+        {**plain.state_dict(), **{k: v for k, v in gated.state_dict().items() if "gate" in k}}
+    )
+    for x, y in zip(gated(visual, text, a), plain(visual, text, a), strict=True):
+        torch.testing.assert_close(x, y)
+    with torch.no_grad():
+        gated.sentence_gate.weight.fill_(1.0)  # every channel scaled by 1 + sum(s)
+    seen = {}
+
+    def keep(module, args):
+        seen["v"] = args[0]
+
+    gated.small.register_forward_pre_hook(keep)
+    gated(visual, text, a)
+    torch.testing.assert_close(seen["v"], visual * (1 + a.sum(1)[:, None, None, None]))
+    with pytest.raises(ValueError, match="sentence feature"):
+        gated(visual, text)

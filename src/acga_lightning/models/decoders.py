@@ -116,6 +116,13 @@ class MultiResolutionDecoder(nn.Module):
     ``up_activation``: ``"none"`` (default) is the official code's up-block, a deconvolution
     followed by a convolution with no activation in between or after; ``"relu"`` adds a ReLU
     after each (a departure from the official code, kept for models trained with it).
+
+    ``sentence_gate`` (not in the paper) scales the visual features, channel by channel, by
+    ``1 + Linear(sentence)`` before the three resolutions read them: F_V * (1 + W s + b), the
+    same at every pixel. The heads' concatenation [F_V, F_TA, C] can only add what the words
+    say to what a pixel shows; the gate multiplies them, so a feature that answers "red" can be
+    turned up by the word "red" alone. With VGLA alone (no LGVA) it is the only multiplicative
+    path from the sentence to every resolution (docs/demo.md, "Reading the words").
     """
 
     def __init__(
@@ -128,6 +135,7 @@ class MultiResolutionDecoder(nn.Module):
         factorized_text: bool = True,
         up_factors: tuple[int, int] = (4, 4),
         up_activation: str = "none",
+        sentence_gate: bool = False,
     ) -> None:
         super().__init__()
         if len(up_factors) != 2:
@@ -139,12 +147,18 @@ class MultiResolutionDecoder(nn.Module):
         self.up_large = UpBlock(up_channels[0], up_channels[1], int(up_factors[1]), up_activation)
         self.large = FCNHead(up_channels[1], text_channels, head_widths[2], factorized_text)
         self.fusion = nn.Conv2d(3, 1, 3, padding=1) if fusion else None
+        self.sentence_gate = nn.Linear(text_channels, visual_channels) if sentence_gate else None
         self.apply(official_init)
 
     def forward(
         self, visual: torch.Tensor, text: torch.Tensor, sentence: torch.Tensor | None = None
     ) -> list[torch.Tensor]:
         _check_inputs(visual, text, self.visual_channels)
+        if self.sentence_gate is not None:
+            if sentence is None:
+                raise ValueError("sentence_gate: the decoder needs the sentence feature")
+            gate = self.sentence_gate(sentence)[:, :, None, None]  # (B, C_v, 1, 1)
+            visual = visual * (1 + gate)  # (B, C_v, G, G)
         small = self.small(visual, text)  # (B, 1, G, G)
         medium_features = self.up_medium(visual)  # (B, 256, 4G, 4G) with the paper's factors
         medium = self.medium(medium_features, text)  # (B, 1, 4G, 4G)
