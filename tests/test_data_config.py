@@ -225,3 +225,11 @@ def test_jhmdb_eval_evaluates_with_the_a2d_configs_cache_and_word_vectors() -> N
     for key in ("word_vectors", "cache", "num_frames", "frame_size", "batch_size"):
         assert init_args[key] == a2d[key], key
     assert init_args["root"] != a2d["root"] and "toy" not in init_args
+
+
+def test_the_frame_stride_is_linked_into_the_model(tmp_path) -> None:
+    config = old_form_config(tmp_path / "old.yaml", tmp_path / "generated")
+    args = ["--seed_everything", "0", "--data.frame_stride", "2"]
+    cli = main(["fit", "--config", str(config), *args, *TINY_MODEL, *FAST])
+    assert cli.datamodule.hparams.frame_stride == 2 and cli.model.hparams.frame_stride == 2
+    assert cli.datamodule.datasets["train"].dataset.frame_stride == 2  # a Subset of the reader

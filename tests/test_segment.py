@@ -133,6 +133,40 @@ def test_masks_are_the_models_prediction_on_the_same_clip(toy, tmp_path):
     assert 0.0 < summary.mean_area < 0.5 and summary.height == info.height
 
 
+def test_a_model_trained_on_strided_clips_reads_strided_clips(toy, tmp_path):
+    """A checkpoint with ``frame_stride: 3`` is run on every third frame around each frame."""
+    info = probe_video(toy["video"])
+    model = ACGASegmenter(**HEAD, **SMALL, frame_stride=3)
+    model.load_state_dict(toy["model"].state_dict())
+    ckpt = save_checkpoint(model, tmp_path / "strided.ckpt", {"root": str(toy["root"])})
+    model.eval()
+    picked = (1, 6, info.num_frames)  # both ends clamp: edge frames repeat
+    for f in picked:
+        segment(ckpt, toy["video"], toy["query"], tmp_path / f"f{f}", start=f, end=f,
+                device="cpu", progress=False)  # fmt: skip
+    words, word_mask, _ = encode_query(
+        toy["query"], load_word_vectors(toy["root"] / "word2vec.bin")
+    )
+    differs = 0
+    for f in picked:
+        indices = clip_indices(f, SMALL["num_frames"], 3)
+        assert indices[SMALL["num_frames"] // 2] == f - 1 and indices[1] - indices[0] == 3
+        frames = read_window(toy["video"], indices)
+        clip = frames_to_tensor(resize_frames(frames, SMALL["frame_size"], "cover"))
+        consecutive = read_window(toy["video"], clip_indices(f, SMALL["num_frames"]))
+        differs += int(not np.array_equal(frames, consecutive))
+        with torch.no_grad():
+            logits = model(
+                words=torch.from_numpy(words)[None],
+                word_mask=torch.from_numpy(word_mask)[None],
+                frames=clip[None],
+            )["logits"][-1]
+        expected = model.predict_masks(logits, [(info.height, info.width)])[0][0].numpy()
+        np.testing.assert_array_equal(read_mask(tmp_path / f"f{f}" / "masks" / f"{f:05d}.png"),
+                                      expected)  # fmt: skip
+    assert differs == len(picked)  # the strided clips are not the consecutive ones
+
+
 def test_a_model_trained_on_cached_mixed_4e_features(toy, tmp_path):
     """Features from the cache's frozen prefix + the checkpoint's Mixed_4f = the frames model."""
     from acga_lightning.models.video_encoders import I3DEncoder

@@ -282,6 +282,7 @@ class ACGALightningCLI(LightningCLI):
         prefix = "data.init_args" if self.subclass_mode_data else "data"
         parser.link_arguments(f"{prefix}.num_frames", "model.num_frames")
         parser.link_arguments(f"{prefix}.frame_size", "model.frame_size")
+        parser.link_arguments(f"{prefix}.frame_stride", "model.frame_stride")
         parser.link_arguments(f"{prefix}.resize_policy", "model.resize_policy")
 
     def _settings(self) -> Any:

@@ -57,6 +57,8 @@ class ACGASegmenter(pl.LightningModule):
     ``evaluation="restore"`` maps the probability map back to the frame with the exact inverse
     of the resize policy and scores it against ``orig_mask``; ``"official_release"`` scores as
     the official ``report_result`` (:mod:`acga_lightning.metrics.official`).
+    ``frame_stride``: the clips it was trained on were every ``frame_stride``-th frame (the
+    datamodule's setting, linked by ``acga fit``); ``acga segment`` reads clips the same way.
 
     Run-time switches (how the model runs, not what it computes; applied when fit, test or
     predict starts): ``channels_last`` and ``compile`` on CUDA; ``channels_last_on_cpu`` puts
@@ -87,6 +89,7 @@ class ACGASegmenter(pl.LightningModule):
         channels_last: bool = True,
         compile: bool = True,
         channels_last_on_cpu: bool = False,
+        frame_stride: int = 1,
     ) -> None:
         super().__init__()
         specs = {
@@ -100,6 +103,8 @@ class ACGASegmenter(pl.LightningModule):
             raise ValueError(
                 f"frame_size and num_frames must be positive, got {frame_size}, {num_frames}"
             )
+        if frame_stride < 1:
+            raise ValueError(f"frame_stride: expected >= 1, got {frame_stride}")
         if evaluation not in EVALUATIONS:
             raise ValueError(f"evaluation: expected one of {EVALUATIONS}, got {evaluation!r}")
         if evaluation == "official_release" and metrics_protocol == "mttr":

@@ -154,6 +154,19 @@ def test_the_fingerprint_names_the_datamodules_cache_identity(toy_root, tmp_path
     assert caches[0].root != caches[1].root
 
 
+def test_a_frame_stride_is_in_the_fingerprint_only_when_it_is_not_1(toy_root, tmp_path):
+    kw = dict(word_vectors=str(toy_root / "word2vec.bin"), **SMALL, index_cache=False,
+              cache={"mode": "mixed_4e", "dir": str(tmp_path)})  # fmt: skip
+    prints = []
+    for stride in (1, 2):
+        torch.manual_seed(0)
+        prints.append(A2DDataModule(str(toy_root), frame_stride=stride, **kw).feature_cache())
+    a, b = (cache.fingerprint for cache in prints)
+    assert "frame_stride" not in a and b["frame_stride"] == 2  # caches of stride 1 stay valid
+    assert {key for key in b if a.get(key) != b[key]} == {"frame_stride"}
+    assert prints[0].root != prints[1].root
+
+
 def test_tampered_fingerprint_is_refused(toy_root, tmp_path):
     dm = make_dm(toy_root, tmp_path)
     build_cache(dm, progress=False)

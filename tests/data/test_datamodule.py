@@ -234,3 +234,29 @@ def test_ddp_evaluation_counts_every_sample_once(toy_root):
     assert sorted(flat) == expected
     assert len(flat) == len(set(flat))
     assert abs(len(ids[0]) - len(ids[1])) == 1
+
+
+def test_frame_stride_reads_every_stride_th_frame(toy_root):
+    """A2D's clips with ``frame_stride`` are the strided frames, through the datamodule."""
+    from acga_lightning.data.io.resize import resize_frames
+    from acga_lightning.data.io.video import clip_indices, read_window
+    from acga_lightning.data.sample import frames_to_tensor
+
+    strided = make(toy_root, frame_stride=3, frames_dtype="float32")
+    strided.setup("test")
+    data = strided.datasets["test"]
+    for index in (0, len(data) - 1):
+        sample, r = data[index], data.records[index]
+        video = toy_root / "Release" / "clips320H" / f"{r['video_id']}.mp4"
+
+        def clip(stride, f=r["frame_idx"], video=video):
+            return frames_to_tensor(resize_frames(read_window(video, clip_indices(f, 4, stride)),
+                                                  32, "cover"))  # fmt: skip
+
+        assert torch.equal(sample["frames"], clip(3))
+        assert not torch.equal(sample["frames"], clip(1))
+    assert strided.hparams.frame_stride == 3
+    with pytest.raises(ValueError, match="frame_stride"):
+        make(toy_root, frame_stride=0)
+    with pytest.raises(ValueError, match="frame_stride"):
+        ACGAReleaseDataModule(str(toy_root), frame_stride=2).make_reader("test")

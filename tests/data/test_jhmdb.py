@@ -219,3 +219,17 @@ def test_bad_metadata_entries_are_counted_or_named(root: Path, manifest: dict, t
     path.write_text("{not json")
     with pytest.raises(JHMDBSampleError, match="meta.json: not a readable JSON list"):
         JHMDBSentences(root, sampling="metadata", metadata_path=path, **KW)
+
+
+def test_frame_stride_reads_every_stride_th_png(root: Path) -> None:
+    from acga_lightning.data.io.video import clip_indices
+
+    ds = JHMDBSentences(root, frame_stride=2, **KW)
+    r = ds.records[1]
+    frames = []
+    for i in clip_indices(r["frame_idx"], 4, 2):
+        path = r["frames_dir"] / f"{min(max(i, 0), r['num_frames'] - 1) + 1:05d}.png"
+        frames.append(np.array(Image.open(path).convert("RGB")))
+    expected = frames_to_tensor(resize_frames(np.stack(frames), 32, "cover"))
+    assert torch.equal(ds[1]["frames"], expected)
+    assert not torch.equal(JHMDBSentences(root, **KW)[1]["frames"], expected)

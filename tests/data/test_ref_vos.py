@@ -191,3 +191,18 @@ def test_toy_data_and_check_data_commands(tmp_path, fmt, capsys) -> None:
     assert "missing_frame" in out and "mask_size_mismatch" in out and "FAILED" in out
     with pytest.raises(RefVOSSampleError, match="missing_frame"):
         ReferringVOS(root, "train", strict=True)
+
+
+def test_frame_stride_counts_listed_frames(roots) -> None:
+    from acga_lightning.data.datasets.ref_vos import window
+
+    assert window(5, 12, 4, 2) == [1, 3, 5, 7] and window(0, 12, 3, 4) == [0, 0, 4]
+    assert window(11, 12, 3, 4) == [7, 11, 11]  # clamped to the listed frames
+    root = roots["davis"]
+    plain = ReferringVOS(root, "valid", num_frames=3, frame_size=32, name="davis")
+    strided = ReferringVOS(root, "valid", num_frames=3, frame_size=32, name="davis",
+                           frame_stride=2)  # fmt: skip
+    index = len(plain) // 2
+    assert plain.records[index] == strided.records[index]
+    a, b = plain[index]["frames"], strided[index]["frames"]
+    assert np.array_equal(a[:, 1], b[:, 1]) and not np.array_equal(a, b)  # same centre frame

@@ -53,11 +53,21 @@ def test_clip_indices_put_the_annotated_frame_at_t_half(t: int) -> None:
     assert clip_indices(25, 16) == list(range(16, 32))  # f-1-T//2 ... f-1+(T+1)//2-1
 
 
+@pytest.mark.parametrize(("t", "stride"), [(1, 3), (4, 2), (4, 4), (5, 3)])
+def test_a_stride_spreads_the_clip_around_the_annotated_frame(t: int, stride: int) -> None:
+    idx = clip_indices(20, t, stride)
+    assert len(idx) == t and idx[t // 2] == 19
+    assert all(b - a == stride for a, b in zip(idx, idx[1:], strict=False))
+    assert clip_indices(20, 4, 2) == [15, 17, 19, 21]
+
+
 def test_clip_indices_reject_bad_arguments() -> None:
     with pytest.raises(ValueError, match="frame_idx"):
         clip_indices(0, 16)
     with pytest.raises(ValueError, match="num_frames"):
         clip_indices(3, 0)
+    with pytest.raises(ValueError, match="frame_stride"):
+        clip_indices(3, 4, 0)
 
 
 def test_probe_reads_the_header(video: tuple[Path, list[np.ndarray]]) -> None:

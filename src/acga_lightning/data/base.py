@@ -154,6 +154,10 @@ class ReferringDataModule(pl.LightningDataModule):
             ``augment`` and makes the loader workers persistent. With ``num_workers: 0`` the
             cache is in the training process and no sample is passed between processes.
         seed: for the validation carve-out and the training shuffle.
+        frame_stride: each clip is every ``frame_stride``-th frame around the annotated one
+            (1, the default: ``num_frames`` consecutive frames). A stride lets a few frames see
+            more of a motion; the model records it (``ACGASegmenter(frame_stride=...)``,
+            linked by ``acga fit``) so that ``acga segment`` reads the same clips.
     """
 
     #: The format's name: ``acga toy-data/check-data --format`` and the registry key.
@@ -207,6 +211,7 @@ class ReferringDataModule(pl.LightningDataModule):
         persistent_workers: bool = False,
         memory_cache: bool = False,
         seed: int = 0,
+        frame_stride: int = 1,
     ) -> None:
         super().__init__()
         if not type(self).format:
@@ -215,6 +220,8 @@ class ReferringDataModule(pl.LightningDataModule):
             raise ValueError(
                 f"batch_size >= 1 and num_workers >= 0, got {batch_size}, {num_workers}"
             )
+        if frame_stride < 1:
+            raise ValueError(f"frame_stride: expected >= 1, got {frame_stride}")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction: expected a share in [0, 1), got {val_fraction}")
         if val_fraction > 0 and self.train_part is None:
@@ -286,6 +293,7 @@ class ReferringDataModule(pl.LightningDataModule):
             "num_frames": hp.num_frames, "frame_size": hp.frame_size,
             "word_vectors": self.word_vectors(), "max_words": hp.max_words,
             "resize": hp.resize_policy, "strict": hp.strict, "frames_dtype": hp.frames_dtype,
+            "frame_stride": hp.frame_stride,
         }  # fmt: skip
 
     def sample_videos(self, reader: Any) -> list[str]:
@@ -479,7 +487,7 @@ class ReferringDataModule(pl.LightningDataModule):
             self._cache = cache_for(
                 self.cache_settings, encoder, dataset=self.cache_identity,
                 num_frames=hp.num_frames, frame_size=hp.frame_size,
-                resize_policy=hp.resize_policy,
+                resize_policy=hp.resize_policy, frame_stride=hp.frame_stride,
             )  # fmt: skip
             self._encoder = encoder
         return self._cache

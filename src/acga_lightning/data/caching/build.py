@@ -82,6 +82,7 @@ def cache_for(
     num_frames: int,
     frame_size: int,
     resize_policy: str,
+    frame_stride: int = 1,
 ) -> FeatureCache:
     """The :class:`FeatureCache` for these settings (its fingerprint names every input)."""
     fingerprint = {
@@ -96,6 +97,8 @@ def cache_for(
         "compute_dtype": "bfloat16" if settings.bf16 else "float32",
         "view_augment": VIEW_AUGMENT,
     }
+    if frame_stride != 1:  # consecutive clips keep the fingerprint (and the caches) they had
+        fingerprint["frame_stride"] = frame_stride
     shape = entry_shape_of(encoder, settings.mode, frame_size)
     return FeatureCache(settings.dir, fingerprint, shape, settings.dtype)
 

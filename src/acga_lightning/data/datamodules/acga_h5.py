@@ -32,6 +32,8 @@ class ACGAReleaseDataModule(ReferringDataModule, format="acga_h5", title="ACGA r
     def make_reader(self, part: str, transform: Any = None) -> Any:
         from acga_lightning.data.datasets.acga_h5 import ACGAPreprocessed
 
+        if self.hparams.frame_stride != 1:
+            raise ValueError("frame_stride: the release's clips are fixed; it must be 1")
         return ACGAPreprocessed(self.root, part, resize=self.hparams.resize_policy)
 
     @classmethod

@@ -300,7 +300,7 @@ class A2DSentences(ClipReader):
         root: the folder that holds ``Release/`` and ``text_annotations/``.
         split: ``"train"`` or ``"test"`` (videoset.csv's last column, 0 or 1).
         num_frames, frame_size, word_vectors, max_words, transform, resize, strict,
-            frames_dtype: see :class:`~acga_lightning.data.datasets.base.ClipReader`.
+            frames_dtype, frame_stride: see :class:`~acga_lightning.data.datasets.base.ClipReader`.
         index_cache: where to cache the index (see
             :func:`~acga_lightning.data.caching.index.resolve_index_cache`); False: never.
     """
@@ -351,7 +351,8 @@ class A2DSentences(ClipReader):
     def __getitem__(self, index: int) -> Sample:
         r = self.records[index]
         video = self.root / CLIPS / f"{r['video_id']}.mp4"
-        frames = self._window(video, clip_indices(r["frame_idx"], self.num_frames))  # (T,h,w,3)
+        indices = clip_indices(r["frame_idx"], self.num_frames, self.frame_stride)
+        frames = self._window(video, indices)  # (T, h, w, 3)
         orig_mask = self._read_mask(r)  # (h, w)
         if orig_mask.shape != frames.shape[1:3]:
             raise A2DSampleError(

@@ -45,6 +45,8 @@ class ClipReader(Dataset):
             (0-255), 4x less to copy between processes and to the GPU, which
             :class:`~acga_lightning.ACGASegmenter` normalises on its device (what the
             datamodules ask for by default).
+        frame_stride: the clip is every ``frame_stride``-th frame around the annotated one
+            (1: consecutive frames), so ``T`` frames span ``(T - 1) * frame_stride + 1``.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class ClipReader(Dataset):
         resize: str = "cover",
         strict: bool = False,
         frames_dtype: str = "float32",
+        frame_stride: int = 1,
     ) -> None:
         self.root, self.name = Path(root), name
         self.frames_dtype = check_frames_dtype(frames_dtype)
@@ -69,7 +72,10 @@ class ClipReader(Dataset):
                 f"num_frames, frame_size, max_words: expected >= 1, got "
                 f"{num_frames}, {frame_size}, {max_words}"
             )
+        if frame_stride < 1:
+            raise ValueError(f"frame_stride: expected >= 1, got {frame_stride}")
         self.num_frames, self.frame_size, self.max_words = num_frames, frame_size, max_words
+        self.frame_stride = frame_stride
         self.transform, self.resize, self.strict = transform, resize, strict
         if isinstance(word_vectors, str | Path):
             word_vectors = load_word_vectors(word_vectors)

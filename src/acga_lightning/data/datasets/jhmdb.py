@@ -128,8 +128,8 @@ class JHMDBSentences(ClipReader):
 
     Args:
         root: the folder holding ``Rename_Images/``, ``puppet_mask/``, ``jhmdb_annotation.txt``.
-        num_frames, frame_size, word_vectors, max_words, resize, strict, frames_dtype: see
-            :class:`~acga_lightning.data.datasets.base.ClipReader`.
+        num_frames, frame_size, word_vectors, max_words, resize, strict, frames_dtype,
+            frame_stride: see :class:`~acga_lightning.data.datasets.base.ClipReader`.
         frames_per_video: frames scored per video with ``sampling="uniform"``.
         sampling: ``"uniform"`` or ``"metadata"`` (see the module docstring).
         metadata_path: MTTR's samples metadata JSON, required for ``sampling="metadata"``.
@@ -284,7 +284,7 @@ class JHMDBSentences(ClipReader):
         r = self.records[index]
         n = r["num_frames"]
         frames = []
-        for i in clip_indices(r["frame_idx"], self.num_frames):
+        for i in clip_indices(r["frame_idx"], self.num_frames, self.frame_stride):
             path = r["frames_dir"] / f"{min(max(i, 0), n - 1) + 1:05d}.png"
             try:
                 with Image.open(path) as im:

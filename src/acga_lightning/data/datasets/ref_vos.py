@@ -94,10 +94,11 @@ def read_frame(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
 
 
-def window(position: int, num_listed: int, num_frames: int) -> list[int]:
-    """Positions of the ``num_frames`` listed frames around ``position``, clamped to the ends."""
-    start = position - num_frames // 2
-    return [min(max(start + k, 0), num_listed - 1) for k in range(num_frames)]
+def window(position: int, num_listed: int, num_frames: int, stride: int = 1) -> list[int]:
+    """Positions of the ``num_frames`` listed frames around ``position`` (every ``stride``-th),
+    clamped to the ends."""
+    start = position - (num_frames // 2) * stride
+    return [min(max(start + k * stride, 0), num_listed - 1) for k in range(num_frames)]
 
 
 class _IndexBuilder:
@@ -192,7 +193,8 @@ class ReferringVOS(ClipReader):
         root: the folder holding ``<split>/`` and ``meta_expressions/``.
         split: ``"train"`` or ``"valid"`` (any folder name the root has).
         num_frames, frame_size, word_vectors, max_words, transform, resize, strict,
-            frames_dtype: see :class:`~acga_lightning.data.datasets.base.ClipReader`.
+            frames_dtype, frame_stride: see :class:`~acga_lightning.data.datasets.base.ClipReader`
+            (the stride counts listed frames).
         videos: only these videos (a held-out part of train, say); None: every video.
         exclude_first_last: leave each video's first and last listed frame out (the DAVIS-2017
             semi-supervised evaluation does, and Ref-DAVIS17 results follow it).
@@ -249,7 +251,7 @@ class ReferringVOS(ClipReader):
         r = self.records[index]
         names = self.listed[r["video_id"]]
         jpegs = self.root / self.split / "JPEGImages" / r["video_id"]
-        positions = window(r["position"], len(names), self.num_frames)
+        positions = window(r["position"], len(names), self.num_frames, self.frame_stride)
         if decode:
             frames = np.stack([read_frame(jpegs / f"{names[p]}.jpg") for p in positions])
         else:  # one blank frame of the frame's size (from its header): no pixel is needed

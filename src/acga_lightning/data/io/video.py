@@ -41,18 +41,21 @@ class VideoInfo:
     width: int
 
 
-def clip_indices(frame_idx: int, num_frames: int) -> list[int]:
+def clip_indices(frame_idx: int, num_frames: int, stride: int = 1) -> list[int]:
     """0-based frame indices of the ``num_frames`` window around 1-based ``frame_idx``.
 
-    ``f-1-T//2 ... f-1+(T+1)//2-1``, so the annotated frame sits at index ``T//2``.
+    Every ``stride``-th frame: ``f-1 + (k - T//2) * stride`` for ``k`` in ``0..T-1``, so the
+    annotated frame sits at index ``T//2`` (stride 1: ``f-1-T//2 ... f-1+(T+1)//2-1``).
     Not clamped: :func:`read_window` clamps, repeating the edge frames.
     """
     if frame_idx < 1:
         raise ValueError(f"frame_idx: expected a 1-based frame number, got {frame_idx}")
     if num_frames < 1:
         raise ValueError(f"num_frames: expected >= 1, got {num_frames}")
-    start = frame_idx - 1 - num_frames // 2
-    return list(range(start, start + num_frames))
+    if stride < 1:
+        raise ValueError(f"frame_stride: expected >= 1, got {stride}")
+    start = frame_idx - 1 - (num_frames // 2) * stride
+    return list(range(start, start + num_frames * stride, stride))
 
 
 def _open(path: Path) -> av.container.InputContainer:
