@@ -71,7 +71,8 @@ OLD_DEMO = {
 
 def load_splits(root: Path, args: argparse.Namespace) -> dict[str, dict]:
     """Every sample of train/test decoded once (``ablation.materialise``), cached by the data."""
-    cache = root.with_suffix(f".f{args.frames}.v{args.val_fraction}.pt")
+    stride = f".s{args.frame_stride}" if args.frame_stride != 1 else ""
+    cache = root.with_suffix(f".f{args.frames}{stride}.v{args.val_fraction}.pt")
     if cache.exists():
         return torch.load(cache, weights_only=False)
     toy = {"num_videos": args.videos, "height": args.size, "width": args.size, "seed": 0,
@@ -80,9 +81,10 @@ def load_splits(root: Path, args: argparse.Namespace) -> dict[str, dict]:
         toy["num_frames"] = [int(x) for x in args.video_frames.split(",")]
     if args.test_fraction is not None:
         toy["test_fraction"] = args.test_fraction
+    toy.update(json.loads(args.toy))
     dm = A2DDataModule(
         root=str(root), num_frames=args.frames, frame_size=args.size,
-        val_fraction=args.val_fraction, toy=toy,
+        val_fraction=args.val_fraction, toy=toy, frame_stride=args.frame_stride,
     )  # fmt: skip
     dm.prepare_data()
     dm.setup("fit")
@@ -152,8 +154,10 @@ def main() -> None:
         default=0.15,
         help="train videos held out, unused here (the demo's is 0.1)",
     )
+    p.add_argument("--toy", default="{}", help='JSON: more toy settings, e.g. {"max_actors": 3}')
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--frames", type=int, default=4)
+    p.add_argument("--frame-stride", type=int, default=1, help="every n-th frame in a clip")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default="data/demo_study", help="parent folder of generated data")
     p.add_argument("--tag", default="run")
@@ -173,6 +177,8 @@ def main() -> None:
                                              if args.video_frames else "")  # fmt: skip
     if args.test_fraction is not None:
         name += f"_t{args.test_fraction}"
+    for key, value in sorted(json.loads(args.toy).items()):
+        name += f"_{key}-{value}"
     root = Path(args.data) / name
     data = load_splits(root, args)
     manifest = json.loads((root / "toy_manifest.json").read_text())
@@ -186,11 +192,19 @@ def main() -> None:
 
         demo = load_config(Path(__file__).resolve().parents[1] / "configs/demo.yaml")["model"]
         spec = {k: demo[k] for k in OLD_DEMO}
+    elif args.model.startswith("demo+"):  # the demo's model with some arguments changed
+        from acga_lightning.cli import load_config
+
+        demo = load_config(Path(__file__).resolve().parents[1] / "configs/demo.yaml")["model"]
+        spec = {k: demo[k] for k in OLD_DEMO}
+        for key, value in json.loads(args.model[5:]).items():
+            spec[key] = {**spec[key], **value} if isinstance(spec[key], dict) else value
     else:
         spec = {**OLD_DEMO, **json.loads(args.model)}
     model = ACGASegmenter(
-        num_frames=args.frames, frame_size=args.size, lr=args.lr, compile=False,
-        channels_last=False, lr_milestones=[int(x) for x in args.milestones.split(",") if x],
+        num_frames=args.frames, frame_stride=args.frame_stride, frame_size=args.size, lr=args.lr,
+        compile=False, channels_last=False,
+        lr_milestones=[int(x) for x in args.milestones.split(",") if x],
         **spec,
     )  # fmt: skip
     n = len(data["train"]["orig_mask"])
