@@ -72,7 +72,7 @@ OLD_DEMO = {
 def load_splits(root: Path, args: argparse.Namespace) -> dict[str, dict]:
     """Every sample of train/test decoded once (``ablation.materialise``), cached by the data."""
     stride = f".s{args.frame_stride}" if args.frame_stride != 1 else ""
-    cache = root.with_suffix(f".f{args.frames}{stride}.v{args.val_fraction}.pt")
+    cache = root.parent / f"{root.name}.f{args.frames}{stride}.v{args.val_fraction}.pt"
     if cache.exists():
         return torch.load(cache, weights_only=False)
     toy = {"num_videos": args.videos, "height": args.size, "width": args.size, "seed": 0,
