@@ -103,6 +103,21 @@ def test_every_stride_th_frame_through_the_cli(toy, tmp_path, capsys):
     assert f"wrote {len(expected)} masks" in printed and "mean mask area" in printed
 
 
+def predicted_mask(toy, model, frames, size):
+    """The model's mask for ``toy``'s query on ``frames`` (T, h, w, 3), at ``size``."""
+    words, word_mask, _ = encode_query(
+        toy["query"], load_word_vectors(toy["root"] / "word2vec.bin")
+    )
+    clip = frames_to_tensor(resize_frames(frames, SMALL["frame_size"], "cover"))
+    with torch.no_grad():
+        logits = model(
+            words=torch.from_numpy(words)[None],
+            word_mask=torch.from_numpy(word_mask)[None],
+            frames=clip[None],
+        )["logits"][-1]
+    return model.predict_masks(logits, [size])[0][0].numpy()
+
+
 def test_masks_are_the_models_prediction_on_the_same_clip(toy, tmp_path):
     info = probe_video(toy["video"])
     last = info.num_frames
@@ -112,20 +127,10 @@ def test_masks_are_the_models_prediction_on_the_same_clip(toy, tmp_path):
     )  # fmt: skip
     assert summary.frames == 3 and len(decoded(tmp_path / "overlay.mp4")) == 3
     model = toy["model"].eval()
-    words, word_mask, _ = encode_query(
-        toy["query"], load_word_vectors(toy["root"] / "word2vec.bin")
-    )
     areas = []
     for f in (last - 2, last):  # the last clip runs past the end: edge frames repeat
         frames = read_window(toy["video"], clip_indices(f, SMALL["num_frames"]))
-        clip = frames_to_tensor(resize_frames(frames, SMALL["frame_size"], "cover"))
-        with torch.no_grad():
-            logits = model(
-                words=torch.from_numpy(words)[None],
-                word_mask=torch.from_numpy(word_mask)[None],
-                frames=clip[None],
-            )["logits"][-1]
-        expected = model.predict_masks(logits, [(info.height, info.width)])[0][0].numpy()
+        expected = predicted_mask(toy, model, frames, (info.height, info.width))
         written = read_mask(tmp_path / "masks" / f"{f:05d}.png")
         np.testing.assert_array_equal(written, expected)
         areas.append(expected.mean())
@@ -144,24 +149,14 @@ def test_a_model_trained_on_strided_clips_reads_strided_clips(toy, tmp_path):
     for f in picked:
         segment(ckpt, toy["video"], toy["query"], tmp_path / f"f{f}", start=f, end=f,
                 device="cpu", progress=False)  # fmt: skip
-    words, word_mask, _ = encode_query(
-        toy["query"], load_word_vectors(toy["root"] / "word2vec.bin")
-    )
     differs = 0
     for f in picked:
         indices = clip_indices(f, SMALL["num_frames"], 3)
         assert indices[SMALL["num_frames"] // 2] == f - 1 and indices[1] - indices[0] == 3
         frames = read_window(toy["video"], indices)
-        clip = frames_to_tensor(resize_frames(frames, SMALL["frame_size"], "cover"))
         consecutive = read_window(toy["video"], clip_indices(f, SMALL["num_frames"]))
         differs += int(not np.array_equal(frames, consecutive))
-        with torch.no_grad():
-            logits = model(
-                words=torch.from_numpy(words)[None],
-                word_mask=torch.from_numpy(word_mask)[None],
-                frames=clip[None],
-            )["logits"][-1]
-        expected = model.predict_masks(logits, [(info.height, info.width)])[0][0].numpy()
+        expected = predicted_mask(toy, model, frames, (info.height, info.width))
         np.testing.assert_array_equal(read_mask(tmp_path / f"f{f}" / "masks" / f"{f:05d}.png"),
                                       expected)  # fmt: skip
     assert differs == len(picked)  # the strided clips are not the consecutive ones
