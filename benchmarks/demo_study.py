@@ -187,17 +187,13 @@ def main() -> None:
         for vid, v in manifest["videos"].items()
         for a in v["actors"]
     }
-    if args.model == "demo":  # the model of configs/demo.yaml as it is now
+    if args.model == "demo" or args.model.startswith("demo+"):
+        # the model of configs/demo.yaml as it is now; 'demo+{...}' changes some arguments
         from acga_lightning.cli import load_config
 
         demo = load_config(Path(__file__).resolve().parents[1] / "configs/demo.yaml")["model"]
         spec = {k: demo[k] for k in OLD_DEMO}
-    elif args.model.startswith("demo+"):  # the demo's model with some arguments changed
-        from acga_lightning.cli import load_config
-
-        demo = load_config(Path(__file__).resolve().parents[1] / "configs/demo.yaml")["model"]
-        spec = {k: demo[k] for k in OLD_DEMO}
-        for key, value in json.loads(args.model[5:]).items():
+        for key, value in json.loads(args.model[5:] or "{}").items():
             spec[key] = {**spec[key], **value} if isinstance(spec[key], dict) else value
     else:
         spec = {**OLD_DEMO, **json.loads(args.model)}

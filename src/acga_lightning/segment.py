@@ -1,13 +1,12 @@
 """``acga segment``: a trained checkpoint on any video and sentence, one mask per frame.
 
-For every output frame ``f`` (1-based, ``--start`` .. ``--end``, every ``--stride``-th) the clip
-is the checkpoint's ``num_frames`` frames around ``f``, every ``frame_stride``-th as it was
-trained (:func:`~acga_lightning.data.clip_indices`, clamped at the video's ends, ``f`` at index
-``T // 2``), resized with the checkpoint's
-``resize_policy`` to ``frame_size``; the mask is predicted at the frame's original size. Outputs:
-``OUT/masks/%05d.png`` named by the 1-based frame number (8-bit PNG, 0 or 255, original size)
-and ``OUT/overlay.mp4`` (H.264, original size, the mask tinted cyan; with a stride its frame rate
-is divided by the stride so it keeps the video's duration).
+For every output frame ``f`` (1-based, ``--start`` .. ``--end``, every ``--stride``-th) the clip is
+the checkpoint's ``num_frames`` frames around ``f``, every ``frame_stride``-th as it was trained
+(:func:`~acga_lightning.data.clip_indices`, clamped at the video's ends, ``f`` at index ``T // 2``),
+resized with the checkpoint's ``resize_policy`` to ``frame_size``; the mask is predicted at the
+frame's original size. Outputs: ``OUT/masks/%05d.png`` named by the 1-based frame number (8-bit PNG,
+0 or 255, original size) and ``OUT/overlay.mp4`` (H.264, original size, the mask tinted cyan; with a
+stride its frame rate is divided by the stride so it keeps the video's duration).
 
 The video is decoded once, front to back, keeping only the frames the pending clips need.
 
@@ -238,9 +237,9 @@ def _predict(run: _Run, clips: list[torch.Tensor], size: tuple[int, int]) -> lis
 
 def _flush(run: _Run, batch: list[int], resized: dict, originals: dict, last: int) -> None:
     clips = []
+    hp = run.model.hparams
     for t in batch:
-        hp = run.model.hparams
-        indices = clip_indices(t + 1, hp.num_frames, hp.get("frame_stride", 1))
+        indices = clip_indices(t + 1, hp.num_frames, hp.frame_stride)
         window = [min(max(i, 0), last) for i in indices]
         missing = [i for i in window if i not in resized]
         if missing:
@@ -343,7 +342,7 @@ def _segment_frames(
     from tqdm import tqdm
 
     hp = run.model.hparams
-    stride = hp.get("frame_stride", 1)
+    stride = hp.frame_stride
     t_before, t_after = (hp.num_frames // 2) * stride, ((hp.num_frames + 1) // 2 - 1) * stride
     wanted = set(targets)
     pending, batch = list(reversed(targets)), []

@@ -42,6 +42,7 @@ from PIL import Image
 
 from acga_lightning.data.contract import Sample
 from acga_lightning.data.datasets.base import ClipReader
+from acga_lightning.data.io.video import clip_indices
 from acga_lightning.data.io.words import tokenize
 from acga_lightning.data.sample import (
     SkipCounter,
@@ -95,10 +96,9 @@ def read_frame(path: Path) -> np.ndarray:
 
 
 def window(position: int, num_listed: int, num_frames: int, stride: int = 1) -> list[int]:
-    """Positions of the ``num_frames`` listed frames around ``position`` (every ``stride``-th),
-    clamped to the ends."""
-    start = position - (num_frames // 2) * stride
-    return [min(max(start + k * stride, 0), num_listed - 1) for k in range(num_frames)]
+    """Positions of the ``num_frames`` listed frames around 0-based ``position`` (every
+    ``stride``-th, as :func:`~acga_lightning.data.io.video.clip_indices`), clamped to the ends."""
+    return [min(max(i, 0), num_listed - 1) for i in clip_indices(position + 1, num_frames, stride)]
 
 
 class _IndexBuilder:
