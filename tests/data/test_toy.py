@@ -443,3 +443,18 @@ def test_single_contrast_scenes_differ_in_one_attribute_that_the_query_names(tmp
     assert kinds == {"colour", "shape", "motion", "position"}
     with pytest.raises(ValueError, match="single_contrast"):
         write_a2d(tmp_path / "x", single_contrast=True, max_actors=4, sentence_only=True)
+
+
+def test_single_contrast_data_can_be_limited_to_some_contrasts(tmp_path) -> None:
+    root = write_a2d(tmp_path, num_videos=6, height=64, width=64, num_frames=(12, 16),
+                     sentence_only=True, single_contrast=True, max_actors=3, quirks=False,
+                     word2vec=False, seed=2, contrasts=["motion", "shape"])  # fmt: skip
+    videos = json.loads((root / "toy_manifest.json").read_text())["videos"]
+    kinds = {
+        (tuple(a["attributes"]) or ("shape",))[0] for v in videos.values() for a in v["actors"]
+    }
+    assert kinds == {"motion", "shape"}
+    for bad in ([], ["size"]):
+        with pytest.raises(ValueError, match="contrasts"):
+            write_a2d(tmp_path / "y", single_contrast=True, max_actors=3, sentence_only=True,
+                      contrasts=bad)  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,14 +156,15 @@ def plan_videos(
     exit_video: int | None,
     sentence_only: bool = False,
     single_contrast: bool = False,
+    contrasts: Sequence[str] = CONTRASTS,
 ) -> list[PlannedVideo]:
     """Draw every video's id, size, length, scene, split, annotated frames and queries.
 
     ``sentence_only``: scenes are redrawn until every actor is clearly visible in every
     annotated frame, and queries are written by ``describe(..., sentence_only=True)``.
-    ``single_contrast``: video ``i``'s actors differ only in ``CONTRASTS[i % 4]`` (colour,
-    shape, motion or position; for position, scenes are also redrawn until each actor has a
-    position word of its own at every annotated frame) and each query names that alone.
+    ``single_contrast``: video ``i``'s actors differ only in ``contrasts[i % len(contrasts)]``
+    (colour, shape, motion or position; for position, scenes are also redrawn until each actor
+    has a position word of its own at every annotated frame) and each query names that alone.
     """
     ids = video_ids(rng, num_videos)
     num_test = int(round(num_videos * test_fraction))
@@ -175,7 +177,7 @@ def plan_videos(
         t = int(rng.integers(num_frames[0], num_frames[1] + 1))
         n = int(rng.integers(min_actors, max_actors + 1))
         exits = n - 1 if i == exit_video else 0
-        vary = CONTRASTS[i % len(CONTRASTS)] if single_contrast else None
+        vary = contrasts[i % len(contrasts)] if single_contrast else None
         scene = sample_scene(rng, num_actors=n, num_frames=t, aspect=w / height, exits=exits,
                              vary=vary)  # fmt: skip
         fids = spread_frames(t, annotated_per_video, rng)
@@ -368,6 +370,8 @@ class A2DSynthetic:
     max_actors: int = 4
     sentence_only: bool = False
     single_contrast: bool = False
+    #: What single-contrast clips differ in, taken in turn (default: all of CONTRASTS).
+    contrasts: tuple[str, ...] = CONTRASTS
 
     def __post_init__(self) -> None:
         check_video_settings(self.num_videos, self.height, self.width, tuple(self.num_frames))
@@ -379,6 +383,10 @@ class A2DSynthetic:
             )
         if self.single_contrast and not (self.sentence_only and self.max_actors <= 3):
             raise ValueError("single_contrast: needs sentence_only and max_actors <= 3")
+        object.__setattr__(self, "contrasts", tuple(self.contrasts))
+        unknown = [c for c in self.contrasts if c not in CONTRASTS]
+        if not self.contrasts or unknown:
+            raise ValueError(f"contrasts: expected some of {CONTRASTS}, got {self.contrasts!r}")
         if self.sentence_only and self.min_actors < 2:
             raise ValueError(
                 f"min_actors: sentence_only needs >= 2 actors per clip, got {self.min_actors}"
@@ -430,7 +438,7 @@ def write_a2d(
         rng, num_videos, height, width, num_frames, annotated_per_video, test_fraction,
         min_actors, max_actors,
         exit_video=order[0] if quirks and max_actors > 1 and not sentence_only else None,
-        sentence_only=sentence_only, single_contrast=s.single_contrast,
+        sentence_only=sentence_only, single_contrast=s.single_contrast, contrasts=s.contrasts,
     )  # fmt: skip
     placed = render_all(videos, order, root, height, quirks, rng, progress)
     rows = annotation_rows(videos, order, quirks, placed)
