@@ -235,3 +235,27 @@ def test_checkpoints_from_before_the_official_defaults_load_as_they_were_trained
     torch.save(checkpoint, path)
     current = ACGASegmenter.load_from_checkpoint(path, map_location="cpu")
     assert current.hparams.mask_padding is True and current.decoder.up_medium.activation == "relu"
+
+
+def test_a_gate_that_reads_words_gets_the_mean_of_the_real_word_vectors():
+    """gate_source 'words': the decoder's sentence is the mean over real words; padding rows
+    (word_mask False) do not count, even in a model that does not mask padding elsewhere."""
+    decoder = {"name": "multires", "sentence_gate": True, "gate_source": "words"}
+    batch = make_batch(frames=False)
+    inputs = {k: v for k, v in batch.items() if k != "mask"}
+    for mask_padding in (True, False):
+        model = ACGASegmenter(
+            video_encoder=FEATURES, decoder=decoder, mask_padding=mask_padding, **SMALL
+        )
+        seen: dict[str, torch.Tensor] = {}
+        model.decoder.register_forward_pre_hook(lambda m, args, seen=seen: seen.update(s=args[2]))
+        model(**inputs)
+        real = batch["word_mask"][..., None].float()
+        expected = (batch["words"] * real).sum(1) / real.sum(1)
+        torch.testing.assert_close(seen["s"], expected)
+    run_step(model, batch)
+    with pytest.raises(ValueError, match="gate_source 'words'"):
+        ACGASegmenter(
+            video_encoder=FEATURES, text_encoder={"name": "word_cnn", "out_channels": 64},
+            decoder=decoder, **SMALL,
+        )  # fmt: skip

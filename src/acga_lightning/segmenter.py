@@ -123,6 +123,13 @@ class ACGASegmenter(pl.LightningModule):
         }
         self.attention = ATTENTION.build(specs["attention"], **channels)
         self.decoder = DECODERS.build(specs["decoder"], **channels)
+        if getattr(self.decoder, "gate_source", "sentence") == "words" and (
+            word_dim != self.text_encoder.out_channels
+        ):
+            raise ValueError(
+                f"decoder: gate_source 'words' reads the {word_dim}-d word vectors, but the "
+                f"decoder was built for {self.text_encoder.out_channels}-d text features"
+            )
         self.loss = LOSSES.build(specs["loss"])
         self.val_metrics = self._build_metrics()
         self.test_metrics = self._build_metrics()
@@ -195,7 +202,7 @@ class ACGASegmenter(pl.LightningModule):
             from acga_lightning.data.io.resize import normalise_frames
 
             frames = normalise_frames(frames).to(self.dtype)  # (B, 3, T, S, S)
-        word_mask = word_mask.bool()
+        word_mask = real_words = word_mask.bool()
         if not self.hparams.get("mask_padding", False):
             word_mask = torch.ones_like(word_mask)  # the official model: all N positions are words
         if self.channels_last_inputs and frames is not None:
@@ -203,7 +210,10 @@ class ACGASegmenter(pl.LightningModule):
         visual = self.video_encoder(frames=frames, features=features)  # (B, C_v, G, G)
         text = self.text_encoder(words, word_mask)  # (B, N, D)
         attended: AttentionOutput = self.attention(visual, text, word_mask)
-        logits = self.decoder(attended.visual, attended.text, attended.sentence)
+        sentence = attended.sentence  # (B, D)
+        if getattr(self.decoder, "gate_source", "sentence") == "words":
+            sentence = mean_word_vector(words, real_words)  # (B, word_dim)
+        logits = self.decoder(attended.visual, attended.text, sentence)
         size = (self.hparams.frame_size, self.hparams.frame_size)
         num_decoder_logits = len(logits)
         if tuple(logits[-1].shape[-2:]) != size:
@@ -361,6 +371,12 @@ class ACGASegmenter(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
+
+
+def mean_word_vector(words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of each sentence's real word vectors: ``(B, N, D), (B, N) -> (B, D)``."""
+    weights = word_mask[..., None].to(words.dtype)  # (B, N, 1)
+    return (words * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
 def build_part(kind: str, spec: Spec, **injected: Any) -> Any:

@@ -96,3 +96,39 @@ def test_the_sentence_gate_scales_the_visual_features_by_the_sentence():
     torch.testing.assert_close(seen["v"], visual * (1 + a.sum(1)[:, None, None, None]))
     with pytest.raises(ValueError, match="sentence feature"):
         gated(visual, text)
+
+
+def test_the_sentence_match_adds_a_bilinear_score_to_the_small_logits():
+    """R_S + <F_V(x), W s>: the match is computed on the ungated features, at every cell."""
+    kw = dict(visual_channels=16, text_channels=12, up_channels=(8, 4), head_widths=(8, 8, 4),
+              up_factors=(4, 2), sentence_gate=True)  # fmt: skip
+    torch.manual_seed(0)
+    matched = DECODERS.build("multires", sentence_match=True, **kw)
+    gated = DECODERS.build("multires", **kw)
+    gated.load_state_dict(matched.state_dict(), strict=False)
+    visual, text, sentence = torch.randn(2, 16, 8, 8), torch.randn(2, 12, 8, 8), torch.randn(2, 12)
+    with_match, without = matched(visual, text, sentence), gated(visual, text, sentence)
+    score = torch.einsum("bchw,bc->bhw", visual, matched.sentence_match(sentence))[:, None]
+    torch.testing.assert_close(with_match[0], without[0] + score)
+    assert not torch.allclose(with_match[-1], without[-1])  # the fused map sees it too
+
+
+def test_gate_norm_standardises_the_gate_input_over_the_batch():
+    """In training, what all sentences of a batch share does not reach the gate; what differs
+    between them does. Without gate_norm a shared shift changes the maps."""
+    kw = dict(visual_channels=16, text_channels=12, up_channels=(8, 4), head_widths=(8, 8, 4),
+              up_factors=(4, 2), sentence_gate=True)  # fmt: skip
+    visual, text, sentence = torch.randn(4, 16, 8, 8), torch.randn(4, 12, 8, 8), torch.randn(4, 12)
+    shift = 3.0 * torch.randn(1, 12)
+    for norm in (False, True):
+        torch.manual_seed(0)
+        decoder = DECODERS.build("multires", gate_norm=norm, sentence_match=True, **kw).train()
+        a, b = decoder(visual, text, sentence), decoder(visual, text, sentence + shift)
+        assert torch.allclose(a[-1], b[-1], atol=1e-4) == norm
+    one = decoder(visual[:1], text[:1], sentence[:1])  # a last batch of one still trains
+    torch.testing.assert_close(one[-1], decoder.eval()(visual[:1], text[:1], sentence[:1])[-1])
+    with pytest.raises(ValueError, match="need sentence_gate"):
+        DECODERS.build("multires", visual_channels=16, text_channels=12, gate_norm=True)
+    with pytest.raises(ValueError, match="gate_source"):
+        DECODERS.build("multires", visual_channels=16, text_channels=12, sentence_gate=True,
+                       gate_source="max")  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,6 +66,8 @@ class FCNHead(nn.Module):
 
 
 UP_ACTIVATIONS = ("none", "relu")
+#: What the sentence gate reads (``MultiResolutionDecoder(gate_source=...)``).
+GATE_SOURCES = ("sentence", "words")
 
 
 class UpBlock(nn.Module):
@@ -123,6 +127,18 @@ class MultiResolutionDecoder(nn.Module):
     say to what a pixel shows; the gate multiplies them, so a feature that answers "red" can be
     turned up by the word "red" alone. With VGLA alone (no LGVA) it is the only multiplicative
     path from the sentence to every resolution (docs/demo.md, "Reading the words").
+
+    Three more options (not in the paper either) make the words readable sooner when the
+    model is trained from scratch:
+
+    - ``gate_source``: what the gate reads. ``"sentence"`` is the attention's sentence feature
+      (the max over the word features); ``"words"`` is the mean of the sentence's input word
+      vectors (the segmenter passes it; they must have ``text_channels`` dimensions).
+    - ``gate_norm``: standardise that input over the batch (BatchNorm1d) first. Sentences of
+      one dataset share most of their words, so what tells two of them apart is a small part
+      of the raw vector; standardised, it is what varies.
+    - ``sentence_match``: add a bilinear score ``<F_V(x), W s>`` to the small logits, the
+      direct per-pixel match of what a cell shows with what the sentence says.
     """
 
     def __init__(
@@ -136,10 +152,17 @@ class MultiResolutionDecoder(nn.Module):
         up_factors: tuple[int, int] = (4, 4),
         up_activation: str = "none",
         sentence_gate: bool = False,
+        gate_source: str = "sentence",
+        gate_norm: bool = False,
+        sentence_match: bool = False,
     ) -> None:
         super().__init__()
         if len(up_factors) != 2:
             raise ValueError(f"up_factors: expected two factors, got {up_factors}")
+        if gate_source not in GATE_SOURCES:
+            raise ValueError(f"gate_source: expected one of {GATE_SOURCES}, got {gate_source!r}")
+        if not sentence_gate and (gate_source != "sentence" or gate_norm or sentence_match):
+            raise ValueError("gate_source, gate_norm and sentence_match need sentence_gate")
         self.visual_channels = visual_channels
         self.small = FCNHead(visual_channels, text_channels, head_widths[0], factorized_text)
         self.up_medium = UpBlock(visual_channels, up_channels[0], int(up_factors[0]), up_activation)
@@ -148,7 +171,14 @@ class MultiResolutionDecoder(nn.Module):
         self.large = FCNHead(up_channels[1], text_channels, head_widths[2], factorized_text)
         self.fusion = nn.Conv2d(3, 1, 3, padding=1) if fusion else None
         self.sentence_gate = nn.Linear(text_channels, visual_channels) if sentence_gate else None
+        self.gate_source = gate_source
+        self.gate_norm = nn.BatchNorm1d(text_channels) if gate_norm else None
+        self.sentence_match = nn.Linear(text_channels, visual_channels) if sentence_match else None
         self.apply(official_init)
+        if self.gate_norm is not None:  # a plain standardisation to start from
+            nn.init.ones_(self.gate_norm.weight)
+        if self.sentence_match is not None:  # a score of about unit scale from the start
+            nn.init.normal_(self.sentence_match.weight, 0.0, text_channels**-0.5 / math.sqrt(3))
 
     def forward(
         self, visual: torch.Tensor, text: torch.Tensor, sentence: torch.Tensor | None = None
@@ -157,9 +187,14 @@ class MultiResolutionDecoder(nn.Module):
         if self.sentence_gate is not None:
             if sentence is None:
                 raise ValueError("sentence_gate: the decoder needs the sentence feature")
+            if self.gate_norm is not None:
+                sentence = self._standardise(sentence)  # (B, D)
             gate = self.sentence_gate(sentence)[:, :, None, None]  # (B, C_v, 1, 1)
-            visual = visual * (1 + gate)  # (B, C_v, G, G)
+            ungated, visual = visual, visual * (1 + gate)  # (B, C_v, G, G)
         small = self.small(visual, text)  # (B, 1, G, G)
+        if self.sentence_match is not None:
+            match = self.sentence_match(sentence)[:, :, None, None]  # (B, C_v, 1, 1)
+            small = small + (ungated * match).sum(dim=1, keepdim=True)
         medium_features = self.up_medium(visual)  # (B, 256, 4G, 4G) with the paper's factors
         medium = self.medium(medium_features, text)  # (B, 1, 4G, 4G)
         large_features = self.up_large(medium_features)  # (B, 128, 16G, 16G)
@@ -169,6 +204,17 @@ class MultiResolutionDecoder(nn.Module):
             stacked = torch.cat([upsample(small, size), upsample(medium, size), large], dim=1)
             large = self.fusion(stacked)  # (B, 1, 16G, 16G)
         return [small, medium, large]
+
+    def _standardise(self, sentence: torch.Tensor) -> torch.Tensor:
+        """``gate_norm`` over the batch; a batch of one sentence (the last of an epoch, a rank's
+        share) has no spread of its own, so it uses the running statistics, as evaluation does."""
+        norm = self.gate_norm
+        if not (self.training and sentence.shape[0] == 1):
+            return norm(sentence)
+        return F.batch_norm(
+            sentence, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+            training=False, eps=norm.eps,
+        )  # fmt: skip
 
 
 @DECODERS.register("single")
