@@ -69,6 +69,17 @@ OLD_DEMO = {
 }  # fmt: skip
 
 
+def data_root(args: argparse.Namespace) -> Path:
+    """The folder of the generated data these settings describe, named by them, in ``--data``."""
+    name = f"toy{args.videos}_{args.size}" + (f"_v{args.video_frames.replace(',', '-')}"
+                                             if args.video_frames else "")  # fmt: skip
+    if args.test_fraction is not None:
+        name += f"_t{args.test_fraction}"
+    for key, value in sorted(json.loads(args.toy).items()):
+        name += f"_{key}-{value}"
+    return Path(args.data) / name
+
+
 def load_splits(root: Path, args: argparse.Namespace) -> dict[str, dict]:
     """Every sample of train/test decoded once (``ablation.materialise``), cached by the data."""
     stride = f".s{args.frame_stride}" if args.frame_stride != 1 else ""
@@ -173,13 +184,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     from acga_lightning.segmenter import ACGASegmenter
 
-    name = f"toy{args.videos}_{args.size}" + (f"_v{args.video_frames.replace(',', '-')}"
-                                             if args.video_frames else "")  # fmt: skip
-    if args.test_fraction is not None:
-        name += f"_t{args.test_fraction}"
-    for key, value in sorted(json.loads(args.toy).items()):
-        name += f"_{key}-{value}"
-    root = Path(args.data) / name
+    root = data_root(args)
     data = load_splits(root, args)
     manifest = json.loads((root / "toy_manifest.json").read_text())
     attributes = {

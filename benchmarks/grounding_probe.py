@@ -43,7 +43,6 @@ import os
 import shutil
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,8 +52,9 @@ from torch import nn
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from _checks import passed, require  # noqa: E402
-from demo_study import load_splits  # noqa: E402
+from demo_study import data_root, load_splits  # noqa: E402
 
+from acga_lightning.data.io.resize import normalise_frames  # noqa: E402
 from acga_lightning.models.small_encoders import Small3DEncoder  # noqa: E402
 
 TEXTS = ("mean", "cnn-max", "cnn-mean", "oracle")
@@ -78,7 +78,7 @@ def target_masks(data: dict[str, Any], index: torch.Tensor) -> torch.Tensor:
 
 def frames_of(data: dict[str, Any], index: torch.Tensor) -> torch.Tensor:
     """uint8 pixels -> ``(B, 3, T, S, S)`` in [-1, 1], as the segmenter normalises them."""
-    return data["frames"][index].float() / 127.5 - 1.0
+    return normalise_frames(data["frames"][index])
 
 
 class Probe(nn.Module):
@@ -177,7 +177,7 @@ def chance(data: dict[str, Any], labels: torch.Tensor, probe: str) -> float:
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     torch.manual_seed(args.seed)
-    root = Path(args.data) / args.name
+    root = data_root(args)
     data = load_splits(root, args)
     manifest = json.loads((root / "toy_manifest.json").read_text())
     named = {s: attribute_labels(data[s], manifest, args.attribute) for s in ("train", "test")}
@@ -243,7 +243,7 @@ def main() -> None:
     p.add_argument("--data", default="data/demo_study", help="parent folder of generated data")
     p.add_argument("--tag", default="probe")
     args = p.parse_args()
-    # demo_study's data settings (its cache names the data the same way)
+    # demo_study's data settings (data_root names the data by them)
     args.size, args.frames, args.frame_stride = 64, 4, 1
     args.test_fraction, args.val_fraction = 0.15, 0.1
     began = time.perf_counter()
@@ -252,10 +252,6 @@ def main() -> None:
         args.data = tempfile.mkdtemp(prefix="acga-grounding-probe-quick-")
         atexit.register(shutil.rmtree, args.data, ignore_errors=True)
     torch.set_num_threads(1)
-    args.name = f"toy{args.videos}_{args.size}_v{args.video_frames.replace(',', '-')}"
-    args.name += f"_t{args.test_fraction}"
-    for key, value in sorted(json.loads(args.toy).items()):
-        args.name += f"_{key}-{value}"
     if not args.quick:
         run(args)
         return

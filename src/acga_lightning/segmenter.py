@@ -123,9 +123,9 @@ class ACGASegmenter(pl.LightningModule):
         }
         self.attention = ATTENTION.build(specs["attention"], **channels)
         self.decoder = DECODERS.build(specs["decoder"], **channels)
-        if getattr(self.decoder, "gate_source", "sentence") == "words" and (
-            word_dim != self.text_encoder.out_channels
-        ):
+        # a decoder whose sentence gate reads the mean word vector, not the sentence feature
+        self.gate_reads_words = getattr(self.decoder, "gate_source", "sentence") == "words"
+        if self.gate_reads_words and word_dim != self.text_encoder.out_channels:
             raise ValueError(
                 f"decoder: gate_source 'words' reads the {word_dim}-d word vectors, but the "
                 f"decoder was built for {self.text_encoder.out_channels}-d text features"
@@ -211,7 +211,7 @@ class ACGASegmenter(pl.LightningModule):
         text = self.text_encoder(words, word_mask)  # (B, N, D)
         attended: AttentionOutput = self.attention(visual, text, word_mask)
         sentence = attended.sentence  # (B, D)
-        if getattr(self.decoder, "gate_source", "sentence") == "words":
+        if self.gate_reads_words:
             sentence = mean_word_vector(words, real_words)  # (B, word_dim)
         logits = self.decoder(attended.visual, attended.text, sentence)
         size = (self.hparams.frame_size, self.hparams.frame_size)
