@@ -6,19 +6,23 @@ batch 8, one torch thread) on generated single-contrast data, separate the video
 word side:
 
 - ``classify``: the demo's encoder (``small3d``, early fusion, stride 8) and one linear layer,
-  trained to name the target actor's attribute (``--attribute motion``, ``colour`` or ``shape``,
-  from ``toy_manifest.json``) from its features averaged over the target's mask. Scored as
-  accuracy on the test split against the most frequent class.
+  trained to name the target actor's attribute (``--attribute motion``, ``colour``, ``shape``
+  or ``code``, A2D's actor-action class, from ``toy_manifest.json``) from its features
+  averaged over the target's mask. Scored as accuracy on the test split against the most
+  frequent class.
 - ``ground``: the same encoder and a bilinear score per grid cell, ``<F_V(x), W t(s)>``, where
-  ``t(s)`` is the sentence: the mean of its word vectors (``--text mean``), ACGA's word CNN
-  (tanh) pooled by max (``cnn-max``, the model's sentence feature) or by mean (``cnn-mean``), or
-  an oracle one-hot of the target's attribute (``oracle``); ``--norm bn`` standardises it
-  over the batch first (BatchNorm1d). ``--side`` adds a second, sentence-blind head (two 1x1
-  convolutions) that can learn where actors are: from F_V alone (``objectness``), or also
-  from the grid's coordinates and the tiled sentence (``objectness+coords+sentence``, what
-  ACGA's heads see). Scored as the landing rate: over every annotated frame, how often the
-  query's own actor gets the highest mean score of the actors of that frame (chance: about 1
-  over the actors per frame).
+  ``t(s)`` is the sentence: the mean of its word vectors (``--text mean``) or their sum
+  (``sum``), ACGA's word CNN (tanh) pooled by max (``cnn-max``, the model's sentence feature)
+  or by mean (``cnn-mean``), or an oracle one-hot of the target's attribute (``oracle``);
+  ``--norm bn`` standardises it over the batch first (BatchNorm1d). ``--side`` adds a second,
+  sentence-blind head (two 1x1 convolutions) that can learn where actors are: from F_V alone
+  (``objectness``), or also from the grid's coordinates, the tiled sentence, or both
+  (``objectness+coords``, ``objectness+sentence``, ``objectness+coords+sentence``, what
+  ACGA's heads see). ``--aux W`` adds ``classify``'s loss on ``--attribute``, weighted ``W``,
+  to train the encoder beside the score. Scored as the landing rate: over every annotated
+  frame, how often the query's own actor gets the highest mean score of the actors of that
+  frame (chance: about 1 over the actors per frame), overall and, at the end, by what the
+  query names.
 
 Each run prints its figure after steps 300 and 700 and at the end of each epoch, with the
 chance level of the test split. For example (docs/demo.md has the table):
@@ -30,7 +34,8 @@ The data is ``benchmarks/demo_study.py``'s (``--data``, ``--videos``, ``--toy``;
 2,000 motion-only single-contrast videos of 16-24 frames at 64 x 64), decoded once and cached
 beside it. ``--quick`` (CI's check) runs both probes on 8 tiny videos for one epoch in a
 temporary folder and checks that every figure is a fraction, that the chance levels are
-fractions too, and that scoring twice gives the same result.
+fractions too (the landing rates by kind as well), and that scoring twice gives the same
+result; the ``ground`` check trains with ``--aux 1`` and every side input.
 """
 
 from __future__ import annotations
@@ -57,8 +62,14 @@ from demo_study import data_root, load_splits  # noqa: E402
 from acga_lightning.data.io.resize import normalise_frames  # noqa: E402
 from acga_lightning.models.small_encoders import Small3DEncoder  # noqa: E402
 
-TEXTS = ("mean", "cnn-max", "cnn-mean", "oracle")
-SIDES = ("none", "objectness", "objectness+coords+sentence")
+TEXTS = ("mean", "sum", "cnn-max", "cnn-mean", "oracle")
+SIDES = (
+    "none",
+    "objectness",
+    "objectness+coords",
+    "objectness+sentence",
+    "objectness+coords+sentence",
+)
 
 
 def attribute_labels(data: dict[str, Any], manifest: dict, attribute: str) -> list[str]:
@@ -66,6 +77,15 @@ def attribute_labels(data: dict[str, Any], manifest: dict, attribute: str) -> li
     videos = manifest["videos"]
     return [
         str(videos[v]["actors"][int(i)][attribute])
+        for v, i in zip(data["video_id"], data["instance_id"], strict=True)
+    ]
+
+
+def query_kinds(data: dict[str, Any], manifest: dict) -> list[str]:
+    """What each sample's query names besides the shape (``motion``, ...; ``shape`` alone)."""
+    videos = manifest["videos"]
+    return [
+        "+".join(videos[v]["actors"][int(i)]["attributes"]) or "shape"
         for v, i in zip(data["video_id"], data["instance_id"], strict=True)
     ]
 
@@ -97,7 +117,7 @@ class Probe(nn.Module):
         text_in = num_classes if args.text == "oracle" else words
         self.norm = nn.BatchNorm1d(text_in) if args.norm == "bn" else nn.Identity()
         self.project = nn.Linear(text_in, channels)
-        extra = {"none": 0, "objectness": 0, "objectness+coords+sentence": 2 + text_in}[args.side]
+        extra = 2 * ("coords" in args.side) + text_in * ("sentence" in args.side)
         self.side = nn.Sequential(
             nn.Conv2d(channels + extra, 32, 1), nn.ReLU(), nn.Conv2d(32, 1, 1)
         )
@@ -111,6 +131,8 @@ class Probe(nn.Module):
             words = torch.tanh(self.word_cnn(words.transpose(1, 2))).transpose(1, 2) * mask
         if self.args.text == "cnn-max":
             pooled = words.masked_fill(mask == 0, -2.0).max(dim=1).values
+        elif self.args.text == "sum":
+            pooled = (words * mask).sum(1)
         else:
             pooled = words.sum(1) / mask.sum(1).clamp_min(1.0)
         return self.norm(pooled)
@@ -127,11 +149,12 @@ class Probe(nn.Module):
         score = torch.einsum("bchw,bc->bhw", features, self.project(sentence))[:, None]
         if self.args.side != "none":
             parts = [features]
-            if self.args.side == "objectness+coords+sentence":
-                b, _, g, _ = features.shape
+            b, _, g, _ = features.shape
+            if "coords" in self.args.side:
                 axis = torch.linspace(-1.0, 1.0, g)
                 yy, xx = torch.meshgrid(axis, axis, indexing="ij")
                 parts.append(torch.stack([xx, yy])[None].expand(b, -1, -1, -1))
+            if "sentence" in self.args.side:
                 parts.append(sentence[:, :, None, None].expand(-1, -1, g, g))
             score = score + self.side(torch.cat(parts, dim=1))
         return F.interpolate(score, size=self.args.size, mode="bilinear", align_corners=False)[:, 0]
@@ -150,12 +173,14 @@ def score(probe: Probe, data: dict[str, Any], labels: torch.Tensor) -> float:
     """Test accuracy (``classify``) or landing rate (``ground``)."""
     probe.eval()
     hits: list[bool] = []
+    groups: list[list[int]] = []
     if probe.args.probe == "classify":
         for start in range(0, len(labels), 64):
             index = torch.arange(start, min(start + 64, len(labels)))
             hits += (probe.classify(data, index).argmax(1) == labels[index]).tolist()
     else:
-        for group in frame_groups(data):
+        groups = frame_groups(data)
+        for group in groups:
             index = torch.tensor(group)
             scores, masks = probe.ground(data, index), target_masks(data, index)
             # mean score of query q over actor a's mask, (Q, A); the query's own actor is a = q
@@ -164,6 +189,10 @@ def score(probe: Probe, data: dict[str, Any], labels: torch.Tensor) -> float:
             ).clamp_min(1.0)
             hits += (per_actor.argmax(1) == torch.arange(len(group))).tolist()
     probe.train()
+    by_kind: dict[str, list[bool]] = collections.defaultdict(list)
+    for i, hit in zip((i for g in groups for i in g), hits, strict=False):
+        by_kind[data["kind"][i]].append(hit)
+    probe.landed_by_kind = {k: sum(v) / len(v) for k, v in sorted(by_kind.items())}
     return sum(hits) / max(len(hits), 1)
 
 
@@ -185,6 +214,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     labels = {s: torch.tensor([classes.index(c) for c in named[s]]) for s in named}
     for split in ("train", "test"):
         data[split]["oracle"] = F.one_hot(labels[split], len(classes)).float()
+        data[split]["kind"] = query_kinds(data[split], manifest)
     probe = Probe(args, len(classes))
     optimizer = torch.optim.Adam(probe.parameters(), lr=2e-3)
     train, n = data["train"], len(labels["train"])
@@ -201,6 +231,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     probe.ground(train, index), target_masks(train, index),
                     pos_weight=torch.tensor(1.5),
                 )  # fmt: skip
+                if args.aux:  # the classify probe's loss on the same encoder, beside the score
+                    logits = probe.classify(train, index) * 10
+                    loss = loss + args.aux * F.cross_entropy(logits, labels["train"][index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -215,6 +248,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     print(f"| step | {what} |\n|---:|---:|")
     for row in rows:
         print(f"| {row['step']} | {row['figure']:.3f} |")
+    if args.probe == "ground":
+        kinds = ", ".join(f"{k} {v:.3f}" for k, v in probe.landed_by_kind.items())
+        print(f"lands by what the query names, at the end: {kinds}")
     print(f"({time.perf_counter() - start:.0f} s)", flush=True)
     if args.quick:
         require(0.0 < base <= 1.0, f"chance level {base} is not a fraction")
@@ -222,6 +258,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             require(0.0 <= row["figure"] <= 1.0, f"{what} {row['figure']} is not a fraction")
         again = score(probe, data["test"], labels["test"])
         require(again == rows[-1]["figure"], f"scoring twice differs: {rows[-1]} vs {again}")
+        if args.probe == "ground":
+            by_kind = probe.landed_by_kind
+            require(bool(by_kind), "no landing figure by kind")
+            require(all(0.0 <= v <= 1.0 for v in by_kind.values()), f"by kind: {by_kind}")
     return rows
 
 
@@ -229,10 +269,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="8 tiny videos, 1 epoch: CI's check")
     p.add_argument("--probe", choices=("classify", "ground"), default="ground")
-    p.add_argument("--attribute", choices=("motion", "colour", "shape"), default="motion")
+    p.add_argument(
+        "--attribute", choices=("motion", "colour", "shape", "code"), default="motion",
+        help="what classify (and --aux) names; code: A2D's actor-action class of the actor",
+    )  # fmt: skip
     p.add_argument("--text", choices=TEXTS, default="mean")
     p.add_argument("--norm", choices=("bn", "none"), default="bn")
     p.add_argument("--side", choices=SIDES, default="none")
+    p.add_argument(
+        "--aux",
+        type=float,
+        default=0.0,
+        help="ground: also train the encoder to name the target's --attribute (classify's "
+        "loss), with this weight",
+    )
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--videos", type=int, default=2000)
@@ -255,8 +305,11 @@ def main() -> None:
     if not args.quick:
         run(args)
         return
-    for probe, side in (("classify", "none"), ("ground", "objectness+coords+sentence")):
-        run(argparse.Namespace(**{**vars(args), "probe": probe, "side": side}))
+    for probe, side, aux in (
+        ("classify", "none", 0.0),
+        ("ground", "objectness+coords+sentence", 1.0),
+    ):
+        run(argparse.Namespace(**{**vars(args), "probe": probe, "side": side, "aux": aux}))
     passed("grounding_probe", time.perf_counter() - began)
 
 
