@@ -127,8 +127,11 @@ def materialise(dataset: Any) -> dict[str, Any]:
 def batch_of(data: dict[str, Any], index: torch.Tensor) -> dict[str, torch.Tensor]:
     frames = data["frames"][index]
     frames = frames if frames.dtype == torch.uint8 else frames.float()
-    return {"frames": frames, "words": data["words"][index],
-            "word_mask": data["word_mask"][index], "mask": data["mask"][index]}  # fmt: skip
+    batch = {"frames": frames, "words": data["words"][index],
+             "word_mask": data["word_mask"][index], "mask": data["mask"][index]}  # fmt: skip
+    if "action_code" in data:  # demo_study --aux-action
+        batch["action_code"] = data["action_code"][index]
+    return batch
 
 
 def train(

@@ -105,6 +105,35 @@ def load_splits(root: Path, args: argparse.Namespace) -> dict[str, dict]:
     return out
 
 
+def add_action_loss(model, weight: float, train_data: dict, manifest: dict) -> None:
+    """``--aux-action``: beside the segmentation loss, the encoder's features averaged over the
+    target's mask name the target's actor-action class (the ``id`` codes of A2D's annotation
+    files; here from the generator's manifest) through one linear layer, with cross-entropy
+    weighted ``weight``. Training only; the test is the plain model's."""
+    from torch import nn
+    from torch.nn import functional as F
+
+    videos = manifest["videos"]
+    codes = [
+        int(videos[v]["actors"][int(i)]["code"])
+        for v, i in zip(train_data["video_id"], train_data["instance_id"], strict=True)
+    ]
+    train_data["action_code"] = torch.tensor(codes)
+    model.action_head = nn.Linear(model.video_encoder.out_channels, max(codes) + 1)
+    plain = model.compute_loss
+
+    def compute_loss(batch: dict) -> tuple[torch.Tensor, dict]:
+        loss, out = plain(batch)
+        features = out["attention"].visual  # (B, C, G, G)
+        mask = batch["mask"][:, None].float()  # (B, 1, S, S)
+        weights = F.adaptive_avg_pool2d(mask, features.shape[-2:])  # (B, 1, G, G)
+        pooled = (features * weights).sum((2, 3)) / weights.sum((2, 3)).clamp_min(1e-6)
+        logits = model.action_head(pooled) * 10  # L2-normalised features: a scale to learn at
+        return loss + weight * F.cross_entropy(logits, batch["action_code"]), out
+
+    model.compute_loss = compute_loss
+
+
 def evaluate(model, data: dict, root: Path, attributes: dict, diagnose: bool) -> dict:
     model.eval()
     ious, lands, per = [], [], {}
@@ -173,11 +202,18 @@ def main() -> None:
     p.add_argument("--data", default="data/demo_study", help="parent folder of generated data")
     p.add_argument("--tag", default="run")
     p.add_argument("--diagnose", action="store_true")
+    p.add_argument(
+        "--aux-action",
+        type=float,
+        default=0.0,
+        help="weight of an auxiliary actor-action classification loss (add_action_loss)",
+    )
     args = p.parse_args()
     began = time.perf_counter()
     if args.quick:
         args.videos, args.video_frames, args.size, args.epochs = 8, "8,12", 32, 1
         args.milestones, args.diagnose = "", True
+        args.aux_action = args.aux_action or 0.1  # the auxiliary loss's code runs too
         args.data = tempfile.mkdtemp(prefix="acga-demo-study-quick-")
         atexit.register(shutil.rmtree, args.data, ignore_errors=True)
     torch.set_num_threads(1)
@@ -208,6 +244,8 @@ def main() -> None:
         lr_milestones=[int(x) for x in args.milestones.split(",") if x],
         **spec,
     )  # fmt: skip
+    if args.aux_action > 0:
+        add_action_loss(model, args.aux_action, data["train"], manifest)
     n = len(data["train"]["orig_mask"])
     print(f"[{args.tag}] train {n} test {len(data['test']['orig_mask'])} samples; model {spec}")
     start = time.time()
