@@ -23,6 +23,10 @@ the target at least as much as any other actor; a mask that touches no actor cou
 IoU 0), the IoU when it lands, and the mean IoU per kind of
 query (which attributes the query names, from ``toy_manifest.json``). One torch thread.
 
+``--aux-action W`` trains with a second loss beside ACGA's, weighted ``W``: the video
+encoder's features averaged over the target's mask name the target's actor-action class
+(:func:`add_action_loss`; docs/demo.md, "Why motion is not read").
+
 ``--quick`` (CI's check, seconds) runs the same code with ``--diagnose`` on 8 tiny videos for
 one epoch in a temporary folder, and checks the scores: every IoU figure and the landing rate
 are fractions, the per-kind counts add up to the test split, and scoring twice gives the same
