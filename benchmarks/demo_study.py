@@ -109,31 +109,38 @@ def load_splits(root: Path, args: argparse.Namespace) -> dict[str, dict]:
     return out
 
 
+def target_actors(data: dict, manifest: dict) -> list[dict]:
+    """Each sample's target actor as the generator's ``toy_manifest.json`` describes it."""
+    videos = manifest["videos"]
+    return [
+        videos[v]["actors"][int(i)]
+        for v, i in zip(data["video_id"], data["instance_id"], strict=True)
+    ]
+
+
+def mask_average(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``features`` (B, C, G, G) averaged over each sample's ``mask`` (B, 1, S, S), the mask
+    area-resized to the grid: (B, C)."""
+    weights = torch.nn.functional.adaptive_avg_pool2d(mask, features.shape[-2:])  # (B, 1, G, G)
+    return (features * weights).sum((2, 3)) / weights.sum((2, 3)).clamp_min(1e-6)
+
+
 def add_action_loss(model, weight: float, train_data: dict, manifest: dict) -> None:
     """``--aux-action``: beside the segmentation loss, the encoder's features averaged over the
     target's mask name the target's actor-action class (the ``id`` codes of A2D's annotation
     files; here from the generator's manifest) through one linear layer, with cross-entropy
     weighted ``weight``. Training only; the test is the plain model's."""
-    from torch import nn
-    from torch.nn import functional as F
-
-    videos = manifest["videos"]
-    codes = [
-        int(videos[v]["actors"][int(i)]["code"])
-        for v, i in zip(train_data["video_id"], train_data["instance_id"], strict=True)
-    ]
+    codes = [int(actor["code"]) for actor in target_actors(train_data, manifest)]
     train_data["action_code"] = torch.tensor(codes)
-    model.action_head = nn.Linear(model.video_encoder.out_channels, max(codes) + 1)
+    model.action_head = torch.nn.Linear(model.video_encoder.out_channels, max(codes) + 1)
     plain = model.compute_loss
 
     def compute_loss(batch: dict) -> tuple[torch.Tensor, dict]:
         loss, out = plain(batch)
-        features = out["attention"].visual  # (B, C, G, G)
-        mask = batch["mask"][:, None].float()  # (B, 1, S, S)
-        weights = F.adaptive_avg_pool2d(mask, features.shape[-2:])  # (B, 1, G, G)
-        pooled = (features * weights).sum((2, 3)) / weights.sum((2, 3)).clamp_min(1e-6)
+        pooled = mask_average(out["attention"].visual, batch["mask"][:, None].float())
         logits = model.action_head(pooled) * 10  # L2-normalised features: a scale to learn at
-        return loss + weight * F.cross_entropy(logits, batch["action_code"]), out
+        action = torch.nn.functional.cross_entropy(logits, batch["action_code"])
+        return loss + weight * action, out
 
     model.compute_loss = compute_loss
 

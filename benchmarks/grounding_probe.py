@@ -57,7 +57,7 @@ from torch import nn
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from _checks import passed, require  # noqa: E402
-from demo_study import data_root, load_splits  # noqa: E402
+from demo_study import data_root, load_splits, mask_average, target_actors  # noqa: E402
 
 from acga_lightning.data.io.resize import normalise_frames  # noqa: E402
 from acga_lightning.models.small_encoders import Small3DEncoder  # noqa: E402
@@ -74,20 +74,12 @@ SIDES = (
 
 def attribute_labels(data: dict[str, Any], manifest: dict, attribute: str) -> list[str]:
     """The target actor's ``attribute`` for every sample, from the generator's manifest."""
-    videos = manifest["videos"]
-    return [
-        str(videos[v]["actors"][int(i)][attribute])
-        for v, i in zip(data["video_id"], data["instance_id"], strict=True)
-    ]
+    return [str(actor[attribute]) for actor in target_actors(data, manifest)]
 
 
 def query_kinds(data: dict[str, Any], manifest: dict) -> list[str]:
     """What each sample's query names besides the shape (``motion``, ...; ``shape`` alone)."""
-    videos = manifest["videos"]
-    return [
-        "+".join(videos[v]["actors"][int(i)]["attributes"]) or "shape"
-        for v, i in zip(data["video_id"], data["instance_id"], strict=True)
-    ]
+    return ["+".join(actor["attributes"]) or "shape" for actor in target_actors(data, manifest)]
 
 
 def target_masks(data: dict[str, Any], index: torch.Tensor) -> torch.Tensor:
@@ -139,9 +131,7 @@ class Probe(nn.Module):
 
     def classify(self, data: dict[str, Any], index: torch.Tensor) -> torch.Tensor:
         features = self.encoder(frames_of(data, index))  # (B, C, G, G)
-        weight = F.adaptive_avg_pool2d(target_masks(data, index)[:, None], features.shape[-1])
-        pooled = (features * weight).sum((2, 3)) / weight.sum((2, 3)).clamp_min(1e-6)
-        return self.classifier(pooled)
+        return self.classifier(mask_average(features, target_masks(data, index)[:, None]))
 
     def ground(self, data: dict[str, Any], index: torch.Tensor) -> torch.Tensor:
         features = self.encoder(frames_of(data, index))  # (B, C, G, G)
@@ -173,26 +163,25 @@ def score(probe: Probe, data: dict[str, Any], labels: torch.Tensor) -> float:
     """Test accuracy (``classify``) or landing rate (``ground``)."""
     probe.eval()
     hits: list[bool] = []
-    groups: list[list[int]] = []
     if probe.args.probe == "classify":
         for start in range(0, len(labels), 64):
             index = torch.arange(start, min(start + 64, len(labels)))
             hits += (probe.classify(data, index).argmax(1) == labels[index]).tolist()
     else:
-        groups = frame_groups(data)
-        for group in groups:
+        by_kind: dict[str, list[bool]] = collections.defaultdict(list)
+        for group in frame_groups(data):
             index = torch.tensor(group)
             scores, masks = probe.ground(data, index), target_masks(data, index)
             # mean score of query q over actor a's mask, (Q, A); the query's own actor is a = q
             per_actor = (scores[:, None] * masks[None]).sum((2, 3)) / masks[None].sum(
                 (2, 3)
             ).clamp_min(1.0)
-            hits += (per_actor.argmax(1) == torch.arange(len(group))).tolist()
+            landed = (per_actor.argmax(1) == torch.arange(len(group))).tolist()
+            for i, hit in zip(group, landed, strict=True):
+                by_kind[data["kind"][i]].append(hit)
+            hits += landed
+        probe.landed_by_kind = {k: sum(v) / len(v) for k, v in sorted(by_kind.items())}
     probe.train()
-    by_kind: dict[str, list[bool]] = collections.defaultdict(list)
-    for i, hit in zip((i for g in groups for i in g), hits, strict=False):
-        by_kind[data["kind"][i]].append(hit)
-    probe.landed_by_kind = {k: sum(v) / len(v) for k, v in sorted(by_kind.items())}
     return sum(hits) / max(len(hits), 1)
 
 
@@ -214,7 +203,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     labels = {s: torch.tensor([classes.index(c) for c in named[s]]) for s in named}
     for split in ("train", "test"):
         data[split]["oracle"] = F.one_hot(labels[split], len(classes)).float()
-        data[split]["kind"] = query_kinds(data[split], manifest)
+    data["test"]["kind"] = query_kinds(data["test"], manifest)  # only the test split is scored
     probe = Probe(args, len(classes))
     optimizer = torch.optim.Adam(probe.parameters(), lr=2e-3)
     train, n = data["train"], len(labels["train"])
