@@ -119,6 +119,8 @@ def materialise(dataset: Any) -> dict[str, Any]:
         "word_mask": torch.stack([torch.as_tensor(s["word_mask"]) for s in samples]),
         "mask": torch.stack([torch.as_tensor(s["mask"]) for s in samples]),
     }
+    if "action" in samples[0]:  # A2D: the target's actor-action class
+        out["action"] = torch.tensor([s["action"] for s in samples])
     for key in ("orig_mask", "orig_size", "video_id", "frame_idx", "instance_id", "sample_id"):
         out[key] = [s[key] for s in samples]
     return out
@@ -129,8 +131,8 @@ def batch_of(data: dict[str, Any], index: torch.Tensor) -> dict[str, torch.Tenso
     frames = frames if frames.dtype == torch.uint8 else frames.float()
     batch = {"frames": frames, "words": data["words"][index],
              "word_mask": data["word_mask"][index], "mask": data["mask"][index]}  # fmt: skip
-    if "action_code" in data:  # demo_study --aux-action
-        batch["action_code"] = data["action_code"][index]
+    if "action" in data:
+        batch["action"] = data["action"][index]
     return batch
 
 

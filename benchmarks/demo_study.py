@@ -23,9 +23,10 @@ the target at least as much as any other actor; a mask that touches no actor cou
 IoU 0), the IoU when it lands, and the mean IoU per kind of
 query (which attributes the query names, from ``toy_manifest.json``). One torch thread.
 
-``--aux-action W`` trains with a second loss beside ACGA's, weighted ``W``: the video
-encoder's features averaged over the target's mask name the target's actor-action class
-(:func:`add_action_loss`; docs/demo.md, "Why motion is not read").
+``--aux-action W`` sets the model's ``action_loss_weight`` to ``W``: a second loss beside
+ACGA's, where the video encoder's features averaged over the target's mask name the target's
+actor-action class (docs/model.md; docs/demo.md, "Why motion is not read"). Without it the
+model has ``configs/demo.yaml``'s weight with ``--model demo``, and none otherwise.
 
 ``--quick`` (CI's check, seconds) runs the same code with ``--diagnose`` on 8 tiny videos for
 one epoch in a temporary folder, and checks the scores: every IoU figure and the landing rate
@@ -87,7 +88,8 @@ def data_root(args: argparse.Namespace) -> Path:
 def load_splits(root: Path, args: argparse.Namespace) -> dict[str, dict]:
     """Every sample of train/test decoded once (``ablation.materialise``), cached by the data."""
     stride = f".s{args.frame_stride}" if args.frame_stride != 1 else ""
-    cache = root.parent / f"{root.name}.f{args.frames}{stride}.v{args.val_fraction}.pt"
+    # .m2: the samples carry their actor-action class
+    cache = root.parent / f"{root.name}.f{args.frames}{stride}.v{args.val_fraction}.m2.pt"
     if cache.exists():
         return torch.load(cache, weights_only=False)
     toy = {"num_videos": args.videos, "height": args.size, "width": args.size, "seed": 0,
@@ -116,33 +118,6 @@ def target_actors(data: dict, manifest: dict) -> list[dict]:
         videos[v]["actors"][int(i)]
         for v, i in zip(data["video_id"], data["instance_id"], strict=True)
     ]
-
-
-def mask_average(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``features`` (B, C, G, G) averaged over each sample's ``mask`` (B, 1, S, S), the mask
-    area-resized to the grid: (B, C)."""
-    weights = torch.nn.functional.adaptive_avg_pool2d(mask, features.shape[-2:])  # (B, 1, G, G)
-    return (features * weights).sum((2, 3)) / weights.sum((2, 3)).clamp_min(1e-6)
-
-
-def add_action_loss(model, weight: float, train_data: dict, manifest: dict) -> None:
-    """``--aux-action``: beside the segmentation loss, the encoder's features averaged over the
-    target's mask name the target's actor-action class (the ``id`` codes of A2D's annotation
-    files; here from the generator's manifest) through one linear layer, with cross-entropy
-    weighted ``weight``. Training only; the test is the plain model's."""
-    codes = [int(actor["code"]) for actor in target_actors(train_data, manifest)]
-    train_data["action_code"] = torch.tensor(codes)
-    model.action_head = torch.nn.Linear(model.video_encoder.out_channels, max(codes) + 1)
-    plain = model.compute_loss
-
-    def compute_loss(batch: dict) -> tuple[torch.Tensor, dict]:
-        loss, out = plain(batch)
-        pooled = mask_average(out["attention"].visual, batch["mask"][:, None].float())
-        logits = model.action_head(pooled) * 10  # L2-normalised features: a scale to learn at
-        action = torch.nn.functional.cross_entropy(logits, batch["action_code"])
-        return loss + weight * action, out
-
-    model.compute_loss = compute_loss
 
 
 def evaluate(model, data: dict, root: Path, attributes: dict, diagnose: bool) -> dict:
@@ -216,8 +191,8 @@ def main() -> None:
     p.add_argument(
         "--aux-action",
         type=float,
-        default=0.0,
-        help="weight of an auxiliary actor-action classification loss (add_action_loss)",
+        default=None,
+        help="the model's action_loss_weight (default: the demo's with --model demo, else 0)",
     )
     args = p.parse_args()
     began = time.perf_counter()
@@ -245,18 +220,23 @@ def main() -> None:
 
         demo = load_config(Path(__file__).resolve().parents[1] / "configs/demo.yaml")["model"]
         spec = {k: demo[k] for k in OLD_DEMO}
+        spec["action_loss_weight"] = demo.get("action_loss_weight", 0.0)
         for key, value in json.loads(args.model[5:] or "{}").items():
             spec[key] = {**spec[key], **value} if isinstance(spec[key], dict) else value
     else:
         spec = {**OLD_DEMO, **json.loads(args.model)}
+    if args.aux_action is not None:
+        spec["action_loss_weight"] = args.aux_action
     model = ACGASegmenter(
         num_frames=args.frames, frame_stride=args.frame_stride, frame_size=args.size, lr=args.lr,
         compile=False, channels_last=False,
         lr_milestones=[int(x) for x in args.milestones.split(",") if x],
         **spec,
     )  # fmt: skip
-    if args.aux_action > 0:
-        add_action_loss(model, args.aux_action, data["train"], manifest)
+    if args.quick:  # the actor-action loss runs on the classes the reader gave the samples
+        require(model.action_head is not None, "--aux-action built no actor-action head")
+        codes = data["train"].get("action", torch.tensor([-1]))
+        require(bool((codes >= 0).all()), f"samples without an actor-action class: {codes}")
     n = len(data["train"]["orig_mask"])
     print(f"[{args.tag}] train {n} test {len(data['test']['orig_mask'])} samples; model {spec}")
     start = time.time()

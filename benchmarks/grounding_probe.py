@@ -57,10 +57,11 @@ from torch import nn
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from _checks import passed, require  # noqa: E402
-from demo_study import data_root, load_splits, mask_average, target_actors  # noqa: E402
+from demo_study import data_root, load_splits, target_actors  # noqa: E402
 
 from acga_lightning.data.io.resize import normalise_frames  # noqa: E402
 from acga_lightning.models.small_encoders import Small3DEncoder  # noqa: E402
+from acga_lightning.segmenter import mask_average  # noqa: E402
 
 TEXTS = ("mean", "sum", "cnn-max", "cnn-mean", "oracle")
 SIDES = (

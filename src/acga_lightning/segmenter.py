@@ -22,6 +22,9 @@ from acga_lightning.registry import (
 
 SpecArg = str | dict[str, Any]
 EVALUATIONS = ("restore", "official_release")
+#: The actor-action head's logits are its linear output times this: the pooled features it
+#: reads are L2-normalised (norm at most 1), too small for a linear layer's logits to be sure.
+ACTION_LOGIT_SCALE = 10.0
 
 
 def predict_foreground(
@@ -60,6 +63,15 @@ class ACGASegmenter(pl.LightningModule):
     ``frame_stride``: the clips it was trained on were every ``frame_stride``-th frame (the
     datamodule's setting, linked by ``acga fit``); ``acga segment`` reads clips the same way.
 
+    ``action_loss_weight > 0`` adds a loss the paper does not have: the video encoder's
+    features, averaged over the target's mask, name the target's actor-action class (the
+    samples' ``action``, A2D's ``id``: ``actor * 10 + action``, below ``action_classes``)
+    through one linear layer, with cross-entropy weighted ``action_loss_weight`` beside the
+    segmentation loss (samples with ``action = -1`` left out). Training on data without the
+    class raises; validation and test without it score the segmentation alone. The head only
+    trains the encoder: predictions do not use it. It makes the encoder represent motion,
+    which the segmentation loss alone lets it learn last, if at all (docs/model.md).
+
     Run-time switches (how the model runs, not what it computes; applied when fit, test or
     predict starts): ``channels_last`` and ``compile`` on CUDA; ``channels_last_on_cpu`` puts
     the weights channels-last on a CPU too (it pays off for small 2-D models such as the
@@ -90,6 +102,8 @@ class ACGASegmenter(pl.LightningModule):
         compile: bool = True,
         channels_last_on_cpu: bool = False,
         frame_stride: int = 1,
+        action_loss_weight: float = 0.0,
+        action_classes: int = 80,
     ) -> None:
         super().__init__()
         specs = {
@@ -105,6 +119,11 @@ class ACGASegmenter(pl.LightningModule):
             )
         if frame_stride < 1:
             raise ValueError(f"frame_stride: expected >= 1, got {frame_stride}")
+        if action_loss_weight < 0 or action_classes < 1:
+            raise ValueError(
+                f"action_loss_weight, action_classes: expected >= 0 and >= 1, got "
+                f"{action_loss_weight}, {action_classes}"
+            )
         if evaluation not in EVALUATIONS:
             raise ValueError(f"evaluation: expected one of {EVALUATIONS}, got {evaluation!r}")
         if evaluation == "official_release" and metrics_protocol == "mttr":
@@ -131,6 +150,11 @@ class ACGASegmenter(pl.LightningModule):
                 f"decoder was built for {self.text_encoder.out_channels}-d text features"
             )
         self.loss = LOSSES.build(specs["loss"])
+        self.action_head = (
+            nn.Linear(self.video_encoder.out_channels, action_classes)
+            if action_loss_weight > 0
+            else None
+        )
         self.val_metrics = self._build_metrics()
         self.test_metrics = self._build_metrics()
         # J, F and J&F for samples that name their expression (Ref-YouTube-VOS, Ref-DAVIS17).
@@ -185,7 +209,8 @@ class ACGASegmenter(pl.LightningModule):
         frames: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
     ) -> dict[str, Any]:
-        """Logits for a batch: ``{"logits": [coarse, ..., (B, 1, S, S)], "attention": ...}``.
+        """Logits for a batch: ``{"logits": [coarse, ..., (B, 1, S, S)], "attention": ...,
+        "visual": the video encoder's features (B, C_v, G, G)}``.
 
         When the decoder's finest map is not at the frame size, its bilinear resize is appended
         to ``logits`` as the prediction; ``num_decoder_logits`` counts the decoder's own maps,
@@ -221,7 +246,12 @@ class ACGASegmenter(pl.LightningModule):
                 logits[-1], size=size, mode="bilinear", align_corners=False
             )
             logits = [*logits, final]
-        return {"logits": logits, "attention": attended, "num_decoder_logits": num_decoder_logits}
+        return {
+            "logits": logits,
+            "attention": attended,
+            "visual": visual,
+            "num_decoder_logits": num_decoder_logits,
+        }
 
     def _forward_batch(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         return self(
@@ -265,13 +295,50 @@ class ACGASegmenter(pl.LightningModule):
 
     # -------------------------------------------------------------------------- training
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The loss of a batch against its ``mask`` targets, with the forward outputs."""
+        """The loss of a batch against its ``mask`` targets, with the forward outputs.
+
+        With the actor-action head and a batch that carries ``action``, the loss adds
+        ``action_loss_weight`` x the head's loss (also returned as ``out["action_loss"]``).
+        """
         out = self._forward_batch(batch)
-        return self.loss(out["logits"][: out["num_decoder_logits"]], batch["mask"]), out
+        loss = self.loss(out["logits"][: out["num_decoder_logits"]], batch["mask"])
+        if self.action_head is not None and "action" in batch:
+            out["action_loss"] = self.action_loss(out["visual"], batch["mask"], batch["action"])
+            loss = loss + self.hparams.action_loss_weight * out["action_loss"]
+        return loss, out
+
+    def action_loss(
+        self, visual: torch.Tensor, mask: torch.Tensor, action: torch.Tensor
+    ) -> torch.Tensor:
+        """Cross-entropy of the actor-action head on ``visual`` (B, C_v, G, G) averaged over
+        ``mask`` (B, S, S), against ``action`` (B,); samples with ``action = -1`` left out."""
+        if self.action_head is None:
+            raise ValueError("action_loss: no actor-action head (action_loss_weight is 0)")
+        action = torch.as_tensor(action, device=visual.device).long()
+        classes = self.hparams.action_classes
+        if bool(((action < -1) | (action >= classes)).any()):
+            raise ValueError(
+                f"action: classes {sorted(set(action.tolist()))}, expected -1 (none) or "
+                f"0..{classes - 1} (action_classes {classes})"
+            )
+        pooled = mask_average(visual, mask[:, None].to(visual.dtype))  # (B, C_v)
+        logits = self.action_head(pooled) * ACTION_LOGIT_SCALE  # (B, action_classes)
+        known = action >= 0
+        if not bool(known.any()):
+            return logits.sum() * 0.0  # nothing to learn from; keeps the graph
+        return nn.functional.cross_entropy(logits[known], action[known])
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        loss, _ = self.compute_loss(batch)
+        if self.action_head is not None and "action" not in batch:
+            raise ValueError(
+                f"action_loss_weight {self.hparams.action_loss_weight}: training needs each "
+                "sample's actor-action class ('action', which A2D-Sentences samples carry), "
+                "and this batch has none; set action_loss_weight to 0 for this dataset"
+            )
+        loss, out = self.compute_loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["words"].shape[0])
+        if "action_loss" in out:
+            self.log("train/action_loss", out["action_loss"], batch_size=batch["words"].shape[0])
         if batch_idx == 0 and self._trainer is not None and self.trainer.optimizers:
             # The learning rate, once per epoch (works with any logger, or none).
             lr = self.trainer.optimizers[0].param_groups[0]["lr"]
@@ -371,6 +438,13 @@ class ACGASegmenter(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
+
+
+def mask_average(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``features`` (B, C, G, G) averaged over each sample's ``mask`` (B, 1, S, S), the mask
+    area-resized to the grid: (B, C). An empty mask gives zeros."""
+    weights = nn.functional.adaptive_avg_pool2d(mask, features.shape[-2:])  # (B, 1, G, G)
+    return (features * weights).sum((2, 3)) / weights.sum((2, 3)).clamp_min(1e-6)
 
 
 def mean_word_vector(words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:

@@ -156,6 +156,42 @@ def test_sample_contract(root: Path) -> None:
     assert s["resize"].orig_size == (h, w) and s["resize"].size == 32
 
 
+def test_samples_carry_the_targets_actor_action_class(root: Path, manifest: dict) -> None:
+    # The generator writes each actor's code into `id`; the duplicate-instance and extra-mask
+    # frames have more masks than actors, so the code must follow the target's own mask.
+    for split in ("train", "test"):
+        ds = dataset(root, split)
+        videos = manifest["videos"]
+        expected = [videos[r["video_id"]]["actors"][r["instance_id"]]["code"] for r in ds.records]
+        assert [r["action"] for r in ds.records] == expected
+        assert len(set(expected)) > 1
+        assert [ds[i]["action"] for i in (0, len(ds) - 1)] == [expected[0], expected[-1]]
+        assert ds.sample_without_frames(1)["action"] == expected[1]  # the feature cache's path
+    batch = collate_samples([ds[0], ds[1]])
+    assert batch["action"].dtype == torch.int64 and batch["action"].tolist() == expected[:2]
+
+
+def test_a_frame_without_usable_action_ids_gives_minus_one(copy: Path) -> None:
+    ds = dataset(copy, "train", index_cache=False)
+    vid, n = ds.records[0]["video_id"], len(ds)
+    first, second = sorted((copy / H5_DIR / vid).glob("*.h5"))[:2]
+    with h5py.File(first, "a") as f:
+        del f["id"]
+    with h5py.File(second, "a") as f:
+        codes = f["id"][()]
+        del f["id"]
+        f["id"] = codes[:, :-1] if codes.shape[1] > 1 else np.full_like(codes, 2.5)
+    ds = dataset(copy, "train", index_cache=False)
+    frames = {(vid, int(p.stem)) for p in (first, second)}
+    actions = {(r["video_id"], r["frame_idx"]): r["action"] for r in ds.records}
+    assert {k: v for k, v in actions.items() if k in frames} == dict.fromkeys(frames, -1)
+    assert all(v >= 0 for k, v in actions.items() if k not in frames)
+    assert ds.faults["no_action_id"] == 2
+    assert len(ds) == n  # the samples themselves are kept
+    kept = [r for r in ds.records if (r["video_id"], r["frame_idx"]) in frames]
+    assert kept and ds[ds.records.index(kept[0])]["action"] == -1
+
+
 def test_sample_ids_are_stable_and_unique(root: Path) -> None:
     a, b = dataset(root, "train"), dataset(root, "train", index_cache=False)
     ids = [a[i]["sample_id"] for i in range(len(a))]

@@ -13,7 +13,7 @@ import torch
 # Stacked into one tensor: same shape in every sample.
 STACKED = ("frames", "features", "words", "word_mask", "mask")
 # Integers that become int64 tensors.
-INTEGERS = ("frame_idx", "instance_id", "sample_id", "expression_id")
+INTEGERS = ("frame_idx", "instance_id", "sample_id", "expression_id", "action")
 # Kept as Python lists: sizes differ between samples, or they are not tensors.
 LISTED = ("orig_mask", "orig_size", "query", "video_id", "resize")
 

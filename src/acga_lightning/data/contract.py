@@ -49,6 +49,10 @@ class Sample(TypedDict, total=False):
             frame's file name (Ref-YouTube-VOS, Ref-DAVIS17).
         instance_id: the actor / object the query names.
         sample_id: int, stable across runs, processes and ranks (the metrics dedupe by it).
+        action: *optional* (A2D) the target's actor-action class, the annotation file's ``id``
+            (``actor * 10 + action``: 11 adult-climbing ... 79 dog-none), -1 where the file
+            has none; what :class:`~acga_lightning.ACGASegmenter`'s ``action_loss_weight``
+            trains on.
         expression_id: *optional* (Ref-VOS) stable int naming the (video, expression) whose
             frames J&F averages together.
         exp_id: *optional* (Ref-VOS) the expression's id in ``meta_expressions.json``.
@@ -69,6 +73,7 @@ class Sample(TypedDict, total=False):
     frame_idx: int
     instance_id: int
     sample_id: int
+    action: int
     expression_id: int
     exp_id: str
     frame_name: str
@@ -80,8 +85,9 @@ class Batch(TypedDict, total=False):
 
     ``frames (B, 3, T, S, S)`` or ``features (B, C, T', G, G)``, ``words (B, N, 300)``,
     ``word_mask (B, N)`` and ``mask (B, S, S)`` are stacked; ``sample_id``, ``frame_idx``,
-    ``instance_id`` and ``expression_id`` are int64 ``(B,)``; everything else (``orig_mask``,
-    ``orig_size``, ``resize`` as plain dicts, ``query``, ``video_id``, ...) is a list of ``B``.
+    ``instance_id``, ``action`` and ``expression_id`` are int64 ``(B,)``; everything else
+    (``orig_mask``, ``orig_size``, ``resize`` as plain dicts, ``query``, ``video_id``, ...) is
+    a list of ``B``.
     """
 
     frames: torch.Tensor
@@ -97,6 +103,7 @@ class Batch(TypedDict, total=False):
     frame_idx: torch.Tensor
     instance_id: torch.Tensor
     sample_id: torch.Tensor
+    action: torch.Tensor
     expression_id: torch.Tensor
     exp_id: list[str]
     frame_name: list[str]

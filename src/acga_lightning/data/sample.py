@@ -80,6 +80,7 @@ def build_sample(
     word_vectors: KeyedVectors | None = None,
     max_words: int = 20,
     frames_dtype: str = "float32",
+    action: int | None = None,
 ) -> dict[str, Any]:
     """Assemble one sample of the contract from a decoded window and its original-size mask.
 
@@ -89,6 +90,8 @@ def build_sample(
     are only present when ``word_vectors`` is given. ``frames_dtype``: ``"float32"`` gives the
     contract's ``frames`` in [-1, 1]; ``"uint8"`` keeps the resized pixels (0-255), which
     :class:`~acga_lightning.ACGASegmenter` normalises on its device (the fast data path).
+    ``action``: the target's actor-action class where the dataset has one (A2D), else None
+    (the key is left out).
     """
     check_frames_dtype(frames_dtype)
     if transform is not None:
@@ -112,6 +115,8 @@ def build_sample(
         instance_id=int(instance_id),
         sample_id=int(sample_id),
     )
+    if action is not None:
+        sample["action"] = int(action)
     return sample
 
 

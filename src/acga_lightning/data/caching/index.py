@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 # 2: the readers check every field (frame range, mask values, duplicates): older indexes may
 # hold samples those checks reject.
-INDEX_VERSION = 2
+# 3: A2D records carry the target's actor-action class (``action``).
+INDEX_VERSION = 3
 
 
 def default_cache_dir() -> Path:

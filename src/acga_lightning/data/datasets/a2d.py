@@ -13,7 +13,13 @@ How the known faults are handled (counted in ``dataset.faults``, logged):
 - a frame with more masks than listed instances (95Nq6fQoP2o f32, ...) uses the masks aligned to
   the listed instances by position, ignoring the extra ones (``faults["extra_masks"]``, per frame);
 - a single-instance frame stores ``reMask`` as a 2-D ``(W, H)`` array: it is transposed like the
-  3-D ``(N, W, H)`` case.
+  3-D ``(N, W, H)`` case;
+- a frame whose ``id`` (the actor-action class of each mask) is absent, or not one whole number
+  per mask, gives its samples ``action = -1``, which the actor-action loss leaves out
+  (``faults["no_action_id"]``, per frame with a queried instance).
+
+Each sample carries its target's actor-action class as ``action`` (``id``: ``actor * 10 +
+action``, from 11 adult-climbing to 79 dog-none).
 
 Bad samples: in ``strict`` mode they raise an error naming the file; otherwise they are dropped
 at index time and counted by reason in ``dataset.skipped``: ``missing_video``, ``corrupt_video``
@@ -226,6 +232,8 @@ class _IndexBuilder:
                     "missing_mask", f"{path}: {len(instances)} instances but {num_masks} masks"
                 )
                 continue
+            if frame.codes is None and any(i in instances for i, _ in queries):
+                self.faults.add("no_action_id", str(path))
             for instance_id, query in queries:
                 if instance_id not in instances:
                     continue
@@ -233,10 +241,11 @@ class _IndexBuilder:
                 if mask_index >= num_masks:
                     self.fail("missing_mask", f"{path}: no mask for instance {instance_id}")
                     continue
+                action = -1 if frame.codes is None else frame.codes[mask_index]
                 records.append(
                     dict(video_id=vid, frame_idx=frame.frame_idx, instance_id=instance_id,
                          query=query, mask_index=mask_index, height=frame.size[0],
-                         width=frame.size[1])
+                         width=frame.size[1], action=action)
                 )  # fmt: skip
         return records
 
@@ -399,6 +408,7 @@ class A2DSentences(ClipReader):
             frames, orig_mask, r["query"], transform,
             video_id=vid, frame_idx=frame_idx, instance_id=r["instance_id"],
             sample_id=make_sample_id("a2d", vid, frame_idx, r["instance_id"], r["query"]),
+            action=r["action"],
         )  # fmt: skip
 
 

@@ -105,12 +105,14 @@ def parse_annotation_row(row: list[str]) -> tuple[str, str, str]:
 
 @dataclass(frozen=True)
 class H5Frame:
-    """What the readers use of one annotation frame: instance ids, mask count, mask size."""
+    """What the readers use of one annotation frame: instance ids, mask count, mask size, and
+    the actor-action class of each mask (``codes``; None when ``id`` is absent or unusable)."""
 
     frame_idx: int
     instances: list[int]
     num_masks: int
     size: tuple[int, int]  # (h, w)
+    codes: list[int] | None = None
 
 
 def frame_number(path: Path, num_frames: int | None = None) -> int:
@@ -130,6 +132,8 @@ def read_h5_frame(path: Path) -> H5Frame:
 
     Instance ids must be whole non-negative numbers; ``reMask`` ``(N, W, H)`` or ``(W, H)`` of
     integers or booleans, or of floats that are all 0 or 1 (a NaN would read as foreground).
+    ``id`` (A2D's actor-action class of each mask, ``actor * 10 + action``) is optional here:
+    ``codes`` is None when it is absent, or is not one whole number >= 0 per mask.
     """
     frame_idx = frame_number(path)
     try:
@@ -141,6 +145,7 @@ def read_h5_frame(path: Path) -> H5Frame:
             dset = f["reMask"]
             shape, dtype = dset.shape, dset.dtype
             values = dset[()] if dtype.kind == "f" else None
+            codes = np.asarray(f["id"], dtype=np.float64).ravel() if "id" in f else None
     except FieldError:
         raise
     except (OSError, ValueError, TypeError) as err:
@@ -159,4 +164,16 @@ def read_h5_frame(path: Path) -> H5Frame:
         if not np.all((values == 0) | (values == 1)):
             raise FieldError("mask_values", f"{path}: reMask holds values other than 0 and 1")
     num_masks = 1 if len(shape) == 2 else shape[0]
-    return H5Frame(frame_idx, [int(i) for i in ids], num_masks, (shape[-1], shape[-2]))
+    return H5Frame(
+        frame_idx, [int(i) for i in ids], num_masks, (shape[-1], shape[-2]),
+        action_codes(codes, num_masks),
+    )  # fmt: skip
+
+
+def action_codes(codes: np.ndarray | None, num_masks: int) -> list[int] | None:
+    """``id``'s actor-action classes, one per mask, or None where they cannot be used."""
+    if codes is None or len(codes) != num_masks:
+        return None
+    if not np.all(np.isfinite(codes)) or np.any(codes != np.round(codes)) or np.any(codes < 0):
+        return None
+    return [int(c) for c in codes]
