@@ -159,6 +159,14 @@ def test_each_injected_a2d_fault_is_an_error(a2d: Path, inject, check: str, caps
     assert f"{check}: 1" in out and "FAILED" in out
 
 
+def test_an_unusable_action_id_is_a_warning(a2d: Path) -> None:
+    # the reader keeps the samples with action -1: check-data says so, and fails only --strict
+    _rewrite_first_h5(a2d, lambda d: d.update(id=np.full_like(d["id"], 0.5)))
+    report = check_dataset(a2d, "a2d", progress=False)
+    assert report.ok and [f.check for f in report.warnings].count("action_id") == 1
+    assert run(a2d, "a2d", "--strict") == 1
+
+
 def test_summary_names_the_offending_file(a2d: Path) -> None:
     _truncate_mp4(a2d)
     summary = check_dataset(a2d, "a2d", progress=False).summary()

@@ -501,6 +501,8 @@ def _check_h5(path: Path, size: tuple[int, int] | None, report: CheckReport) -> 
         report.warn("extra_masks", path, f"{num_masks} masks for {len(instances)} instances")
     if len(set(instances)) < len(instances):
         report.warn("duplicate_instance_id", path, f"instance ids {instances}")
+    if frame.codes is None:  # the reader gives these samples action -1
+        report.warn("action_id", path, f"id is not one actor-action class per mask ({num_masks})")
     if box_shape is None or len(box_shape) != 2 or box_shape[0] != 4:
         report.error("bbox_shape", path, f"reBBox shape {box_shape}, expected (4, N)")
     w, h = mask_shape[-2:]  # stored transposed
