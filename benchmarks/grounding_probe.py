@@ -61,7 +61,7 @@ from demo_study import data_root, load_splits, target_actors  # noqa: E402
 
 from acga_lightning.data.io.resize import normalise_frames  # noqa: E402
 from acga_lightning.models.small_encoders import Small3DEncoder  # noqa: E402
-from acga_lightning.segmenter import mask_average  # noqa: E402
+from acga_lightning.segmenter import ACTION_LOGIT_SCALE, mask_average  # noqa: E402
 
 TEXTS = ("mean", "sum", "cnn-max", "cnn-mean", "oracle")
 SIDES = (
@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     pos_weight=torch.tensor(1.5),
                 )  # fmt: skip
                 if args.aux:  # the classify probe's loss on the same encoder, beside the score
-                    logits = probe.classify(train, index) * 10
+                    logits = probe.classify(train, index) * ACTION_LOGIT_SCALE
                     loss = loss + args.aux * F.cross_entropy(logits, labels["train"][index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -323,10 +323,10 @@ class ACGASegmenter(pl.LightningModule):
             )
         pooled = mask_average(visual, mask[:, None].to(visual.dtype))  # (B, C_v)
         logits = self.action_head(pooled) * ACTION_LOGIT_SCALE  # (B, action_classes)
-        known = action >= 0
-        if not bool(known.any()):
-            return logits.sum() * 0.0  # nothing to learn from; keeps the graph
-        return nn.functional.cross_entropy(logits[known], action[known])
+        # The mean over the known samples; 0 (still a graph) when there are none, without a
+        # second host sync to find out.
+        summed = nn.functional.cross_entropy(logits, action, ignore_index=-1, reduction="sum")
+        return summed / (action >= 0).sum().clamp_min(1)
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         if self.action_head is not None and "action" not in batch:

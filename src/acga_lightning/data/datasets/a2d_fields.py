@@ -150,7 +150,7 @@ def read_h5_frame(path: Path) -> H5Frame:
         raise
     except (OSError, ValueError, TypeError) as err:
         raise FieldError("corrupt_h5", f"{path}: cannot read: {err}") from err
-    if not np.all(np.isfinite(ids)) or np.any(ids != np.round(ids)) or np.any(ids < 0):
+    if not whole_non_negative(ids):
         raise FieldError("h5_instance", f"{path}: instance ids {ids.tolist()} are not whole >= 0")
     if len(shape) not in (2, 3):
         raise FieldError(
@@ -172,8 +172,13 @@ def read_h5_frame(path: Path) -> H5Frame:
 
 def action_codes(codes: np.ndarray | None, num_masks: int) -> list[int] | None:
     """``id``'s actor-action classes, one per mask, or None where they cannot be used."""
-    if codes is None or len(codes) != num_masks:
-        return None
-    if not np.all(np.isfinite(codes)) or np.any(codes != np.round(codes)) or np.any(codes < 0):
+    if codes is None or len(codes) != num_masks or not whole_non_negative(codes):
         return None
     return [int(c) for c in codes]
+
+
+def whole_non_negative(values: np.ndarray) -> bool:
+    """Whether every value is a finite whole number >= 0 (h5 numbers are stored as floats)."""
+    if not np.all(np.isfinite(values)):
+        return False
+    return bool(np.all(values == np.round(values)) and np.all(values >= 0))
